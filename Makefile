@@ -1,0 +1,30 @@
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/hotdash-watch demo
+
+test: $(STAMP)
+	$(BIN)/ruff check hotdash_watch tests bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check hotdash_watch tests bench
+
+bench: $(STAMP)
+	$(BIN)/python bench/window.py
+	$(BIN)/python bench/probes.py
+	$(BIN)/python bench/footprint.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

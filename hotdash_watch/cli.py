@@ -1,0 +1,143 @@
+"""Command line: run / check-config / demo / incidents. Parsing and printing only."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+
+from hotdash_watch import logs
+from hotdash_watch.config import ConfigError, Settings, load_settings
+from hotdash_watch.incident_model import incident_as_dict
+
+__all__ = ["main"]
+
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="hotdash-watch",
+        description="Watches Fly.io apps and carries out the incident-response runbook.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", "-c", help="TOML settings file (env HOTDASH_WATCH_* overrides)")
+    run.add_argument("--dry-run", action="store_true", help="plan and record, change nothing")
+
+    check = sub.add_parser("check-config", help="validate a settings file; exit 2 when invalid")
+    check.add_argument("file")
+
+    demo = sub.add_parser("demo", help="watch a local service through a scripted incident")
+    demo.add_argument("--time-scale", type=float, default=40.0,
+                      help="clock speed-up (default 40: 10 minutes pass in 15 s)")
+    demo.add_argument("--port", type=int, default=9464, help="port of /metrics and /api")
+    demo.add_argument("--exit-when-done", action="store_true",
+                      help="stop once the scripted incident has resolved")
+
+    inc = sub.add_parser("incidents", help="list incidents from the store")
+    inc.add_argument("--config", "-c")
+    inc.add_argument("--app")
+    inc.add_argument("--open", action="store_true", help="only open incidents")
+    inc.add_argument("--limit", type=int, default=20)
+    inc.add_argument("--json", action="store_true")
+    inc.add_argument("id", nargs="?", help="show one incident with its timeline")
+    return p
+
+
+def _settings(path: str | None, **overrides: object) -> Settings:
+    settings = load_settings(path, overrides={k: v for k, v in overrides.items() if v})
+    return settings
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from hotdash_watch.daemon import Daemon, run_until_signalled
+    from hotdash_watch.records.store import StoreError
+
+    settings = _settings(args.config, dry_run=args.dry_run)
+    if not settings.apps:
+        raise ConfigError(args.config or "defaults",
+                          ["apps: no app to watch; add at least one [[apps]] table "
+                           "with name and health_url"])
+    logs.configure(settings.log.format, settings.log.level)
+    try:
+        return await run_until_signalled(Daemon(settings))
+    except StoreError as e:
+        print(f"hotdash-watch: cannot open the store: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"hotdash-watch: cannot listen on {settings.server.host}:{settings.server.port}: "
+              f"{e.strerror}", file=sys.stderr)
+        return 1
+
+
+async def _incidents(args: argparse.Namespace) -> int:
+    from hotdash_watch.records.store import Store, StoreError
+
+    settings = _settings(args.config)
+    try:
+        store = await Store.open(settings.store_url)
+    except StoreError as e:
+        print(f"hotdash-watch: cannot open the store: {e}", file=sys.stderr)
+        return 1
+    try:
+        if args.id:
+            inc = await store.get_incident(args.id)
+            if inc is None:
+                print(f"hotdash-watch: no incident {args.id!r}", file=sys.stderr)
+                return 1
+            if args.json:
+                print(json.dumps(incident_as_dict(inc), indent=2))
+            else:
+                d = incident_as_dict(inc)
+                print(f"{d['id']}  {d['app']}  {d['severity']} (max {d['max_severity']})  "
+                      f"{d['status']}\nopened {d['opened_at']}  resolved {d['resolved_at']}")
+                for e in d["timeline"]:
+                    print(f"  {e['at']}  {e['event']:<16} {e['severity']}  "
+                          f"{'; '.join(e['reasons'])}")
+            return 0
+        found = await (store.open_incidents() if args.open
+                       else store.list_incidents(app=args.app, limit=args.limit))
+        found = [i for i in found if args.app in (None, i.app)]
+        if args.json:
+            print(json.dumps([incident_as_dict(i, timeline=False) for i in found], indent=2))
+        elif not found:
+            print("no incidents")
+        for i in [] if args.json else found:
+            d = incident_as_dict(i, timeline=False)
+            print(f"{d['id']:<24} {d['app']:<28} {d['max_severity']}  {d['status']:<13} "
+                  f"opened {d['opened_at']}")
+        return 0
+    finally:
+        await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "check-config":
+            s = load_settings(args.file)
+            print(f"{args.file}: valid ({len(s.apps)} app(s): "
+                  f"{', '.join(a.name for a in s.apps) or 'none'})")
+            return 0
+        if args.command == "run":
+            return asyncio.run(_run(args))
+        if args.command == "demo":
+            from hotdash_watch.demo import run_demo
+
+            return asyncio.run(run_demo(args.time_scale, args.port, args.exit_when_done))
+        if args.command == "incidents":
+            return asyncio.run(_incidents(args))
+    except ConfigError as e:
+        print(e.render(), file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return 130
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

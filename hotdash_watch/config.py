@@ -1,0 +1,381 @@
+"""Configuration: a TOML file plus ``HOTDASH_WATCH_*`` environment overrides.
+
+Every threshold of the runbook's SEV table, every window, interval, timeout and timer is a
+setting whose default is the runbook's value. Environment variables win over the file; nested
+keys use ``__`` (``HOTDASH_WATCH_THRESHOLDS__SEV2_P95_MS=1500``). Secrets are ``SecretStr``.
+
+Invalid input never produces a traceback: ``load_settings`` raises ``ConfigError`` whose
+``problems`` name each field by its path (``apps[0].health_url``) with what is allowed.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from hotdash_watch.severity import Severity
+
+__all__ = ["AppSettings", "ConfigError", "Settings", "load_settings"]
+
+ENV_PREFIX = "HOTDASH_WATCH_"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; ``problems`` holds one line per invalid field."""
+
+    def __init__(self, source: str, problems: list[str]) -> None:
+        self.source = source
+        self.problems = problems
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        lines = [f"invalid configuration ({self.source}):"]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+Seconds = float
+
+
+class Thresholds(_Section):
+    """The runbook's SEV table. Ratios are fractions (0.05 = 5 %).
+
+    Boundaries as the runbook words them: error rate > 50 % is SEV-1, 10-50 % SEV-2 (exactly 10 %
+    and exactly 50 % are SEV-2), 5-10 % SEV-3 (exactly 5 % is SEV-3); p95 > 2000 ms is SEV-2,
+    1000-2000 ms SEV-3 (exactly 1000 and exactly 2000 ms are SEV-3).
+    """
+
+    sev1_error_ratio: float = Field(0.50, gt=0, le=1, description="SEV-1 above this error ratio")
+    sev2_error_ratio: float = Field(0.10, gt=0, le=1, description="SEV-2 at or above this ratio")
+    sev3_error_ratio: float = Field(0.05, gt=0, le=1, description="SEV-3 at or above this ratio")
+    sev2_p95_ms: float = Field(2000.0, gt=0, description="SEV-2 when p95 latency is above this")
+    sev3_p95_ms: float = Field(1000.0, gt=0, description="SEV-3 when p95 latency is at or above")
+    sev2_oom_kills: int = Field(2, ge=1, description="OOM kills in the window that make SEV-2")
+    sev3_oom_kills: int = Field(1, ge=1, description="OOM kills in the window that make SEV-3")
+    resolve_error_ratio: float = Field(
+        0.01, ge=0, le=1, description="error ratio below which recovery is verified (runbook: 1 %)"
+    )
+    min_samples: int = Field(
+        5, ge=1, description="fewest samples in the evaluation span for a ratio or p95 to count"
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        problems = []
+        if not self.sev3_error_ratio < self.sev2_error_ratio < self.sev1_error_ratio:
+            problems.append(
+                "error ratios must rise with severity: sev3_error_ratio "
+                f"({self.sev3_error_ratio}) < sev2_error_ratio ({self.sev2_error_ratio}) "
+                f"< sev1_error_ratio ({self.sev1_error_ratio})"
+            )
+        if not self.sev3_p95_ms < self.sev2_p95_ms:
+            problems.append(
+                f"sev3_p95_ms ({self.sev3_p95_ms}) must be below sev2_p95_ms ({self.sev2_p95_ms})"
+            )
+        if not self.sev3_oom_kills < self.sev2_oom_kills:
+            problems.append(
+                f"sev3_oom_kills ({self.sev3_oom_kills}) must be below sev2_oom_kills "
+                f"({self.sev2_oom_kills})"
+            )
+        if not self.resolve_error_ratio < self.sev3_error_ratio:
+            problems.append(
+                f"resolve_error_ratio ({self.resolve_error_ratio}) must be below "
+                f"sev3_error_ratio ({self.sev3_error_ratio})"
+            )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class WindowSettings(_Section):
+    """The rolling window kept per app."""
+
+    bucket_s: Seconds = Field(5.0, gt=0, description="width of one time bucket")
+    span_s: Seconds = Field(900.0, gt=0, description="how much history the window keeps")
+    eval_s: Seconds = Field(
+        60.0, gt=0, description="span the error ratio and p95 are judged over"
+    )
+
+    @model_validator(mode="after")
+    def _fits(self) -> Self:
+        if self.span_s < self.bucket_s:
+            raise ValueError(f"span_s ({self.span_s}) must be at least bucket_s ({self.bucket_s})")
+        if self.eval_s > self.span_s:
+            raise ValueError(f"eval_s ({self.eval_s}) must not exceed span_s ({self.span_s})")
+        return self
+
+
+class HysteresisSettings(_Section):
+    """How long a condition must hold before it counts, and be gone before it clears.
+
+    Counted in evaluations (one every ``timers.evaluation_interval_s``). Confirmation shrinks
+    with severity: a total outage needs less of it than a 6 % error rate.
+    """
+
+    raise_evals_sev1: int = Field(2, ge=1, description="evaluations a SEV-1 condition must hold")
+    raise_evals_sev2: int = Field(3, ge=1, description="evaluations a SEV-2 condition must hold")
+    raise_evals_sev3: int = Field(4, ge=1, description="evaluations a SEV-3 condition must hold")
+    clear_evals: int = Field(
+        12, ge=1, description="evaluations a condition must be absent before it clears"
+    )
+
+    def raise_evals(self, severity: Severity) -> int:
+        return {
+            Severity.SEV1: self.raise_evals_sev1,
+            Severity.SEV2: self.raise_evals_sev2,
+            Severity.SEV3: self.raise_evals_sev3,
+        }[severity]
+
+    @model_validator(mode="after")
+    def _clear_longer(self) -> Self:
+        longest = max(self.raise_evals_sev1, self.raise_evals_sev2, self.raise_evals_sev3)
+        if self.clear_evals <= longest:
+            raise ValueError(
+                f"clear_evals ({self.clear_evals}) must be greater than the longest raise "
+                f"({longest}), or a flapping signal opens and closes incidents"
+            )
+        return self
+
+
+class TimerSettings(_Section):
+    """The runbook's timers."""
+
+    evaluation_interval_s: Seconds = Field(5.0, gt=0, description="one classifier pass per app")
+    sev3_escalate_after_s: Seconds = Field(
+        1800.0, gt=0, description="a SEV-3 that lasts this long becomes SEV-2 (runbook: 30 min)"
+    )
+    stabilization_s: Seconds = Field(
+        600.0, ge=0, description="quiet period before an incident may resolve (runbook: 10 min)"
+    )
+    good_checks_required: int = Field(
+        5, ge=1, description="consecutive good health checks needed to resolve (runbook: 5)"
+    )
+    update_sev1_s: Seconds = Field(900.0, gt=0, description="status update cadence for SEV-1")
+    update_sev2_s: Seconds = Field(1800.0, gt=0, description="status update cadence for SEV-2")
+    heartbeat_stale_s: Seconds = Field(
+        30.0, gt=0, description="/healthz fails when the scheduler has not ticked for this long"
+    )
+    shutdown_grace_s: Seconds = Field(5.0, gt=0, description="time allowed to drain on SIGTERM")
+
+
+class ProbeDefaults(_Section):
+    """Defaults for every app's HTTP probes."""
+
+    interval_s: Seconds = Field(5.0, gt=0, description="health probe interval")
+    timeout_s: Seconds = Field(5.0, gt=0, description="one probe's time limit")
+    jitter_s: Seconds = Field(1.0, ge=0, description="random delay added to each run")
+    latency_budget_ms: float = Field(
+        500.0, gt=0, description="synthetic check budget (runbook: 500 ms)"
+    )
+    reprobe_on_failure: bool = Field(True, description="probe again at once after a failure")
+
+
+def _check_http_url(value: str | None) -> str | None:
+    if value is None:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"must be an http:// or https:// URL with a host, got {value!r}")
+    return value
+
+
+class AppSettings(_Section):
+    """One watched Fly app."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$", description="Fly app name")
+    health_url: str = Field(description="the service's health endpoint")
+    synthetic_url: str | None = Field(
+        None, description="an extra URL checked against the latency budget"
+    )
+    interval_s: Seconds | None = Field(None, gt=0, description="overrides probes.interval_s")
+    timeout_s: Seconds | None = Field(None, gt=0, description="overrides probes.timeout_s")
+    latency_budget_ms: float | None = Field(None, gt=0, description="overrides the budget")
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    expect_body: str | None = Field(None, description="text the health body must contain")
+
+    _url = field_validator("health_url", "synthetic_url")(_check_http_url)
+
+    @field_validator("expect_status")
+    @classmethod
+    def _statuses(cls, value: list[int]) -> list[int]:
+        bad = [s for s in value if not 100 <= s <= 599]
+        if bad:
+            raise ValueError(f"HTTP statuses are 100-599, got {bad}")
+        return value
+
+
+class ServerSettings(_Section):
+    host: str = Field("0.0.0.0", description="address the HTTP server listens on")
+    port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /healthz and /api")
+    api_token: SecretStr | None = Field(None, description="bearer token for mutating /api calls")
+
+
+class LogSettings(_Section):
+    format: Literal["auto", "json", "console"] = Field(
+        "auto", description="auto: console on a terminal, JSON lines otherwise"
+    )
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseSettings):
+    """Everything the daemon reads at start."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    service_name: str = Field("Agent SDK", description="service name used in pages and reports")
+    team: str = Field("Reliability Team", description="contact named in pages")
+    store_url: str = Field(
+        "sqlite+aiosqlite:///var/hotdash-watch.db",
+        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
+    )
+    dry_run: bool = Field(False, description="plan and record, change nothing")
+    server: ServerSettings = ServerSettings()
+    log: LogSettings = LogSettings()
+    thresholds: Thresholds = Thresholds()
+    window: WindowSettings = WindowSettings()
+    hysteresis: HysteresisSettings = HysteresisSettings()
+    timers: TimerSettings = TimerSettings()
+    probes: ProbeDefaults = ProbeDefaults()
+    apps: list[AppSettings] = Field(default_factory=list, description="the watched apps")
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The environment wins over the file (the file's values arrive as init kwargs).
+        return (env_settings, init_settings)
+
+    @field_validator("store_url")
+    @classmethod
+    def _store_url(cls, value: str) -> str:
+        scheme = value.split("://", 1)[0] if "://" in value else ""
+        allowed = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
+        if scheme not in allowed:
+            raise ValueError(
+                "must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB "
+                f"(scheme {scheme or 'missing'!r} is not supported)"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _unique_apps(self) -> Self:
+        names = [a.name for a in self.apps]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"apps: each app may be listed once; repeated: {', '.join(dupes)}")
+        return self
+
+    def app(self, name: str) -> AppSettings:
+        for a in self.apps:
+            if a.name == name:
+                return a
+        raise KeyError(name)
+
+    def interval_for(self, app: AppSettings) -> float:
+        return app.interval_s or self.probes.interval_s
+
+    def timeout_for(self, app: AppSettings) -> float:
+        return app.timeout_s or self.probes.timeout_s
+
+    def budget_for(self, app: AppSettings) -> float:
+        return app.latency_budget_ms or self.probes.latency_budget_ms
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """The keys allowed where an unknown key was found, by walking the model along ``loc``."""
+    model: Any = Settings
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        if field is None:
+            return []
+        ann = field.annotation
+        args = getattr(ann, "__args__", ())
+        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)),
+                     None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def describe_errors(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors(include_url=False):
+        loc = tuple(e["loc"])
+        where = _path(loc)
+        if e["type"] == "extra_forbidden":
+            allowed = _allowed_keys(loc)
+            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
+            problems.append(f"{where}: unknown key{hint}")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        shown = e.get("input")
+        if isinstance(shown, (str, int, float, bool)) and e["type"] != "value_error":
+            msg = f"{msg} (got {shown!r})"
+        problems.append(f"{where}: {msg}")
+    return problems
+
+
+def load_settings(
+    path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None
+) -> Settings:
+    """Read ``path`` (TOML) under the environment's overrides; raise ConfigError when invalid.
+
+    ``overrides`` replace top-level keys of the file (the demo and ``simulate`` use them).
+    """
+    source = str(path) if path is not None else "defaults"
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(source, [f"{path}: no such file"]) from None
+        except tomllib.TOMLDecodeError as e:
+            raise ConfigError(source, [f"{path}: not valid TOML: {e}"]) from None
+        except OSError as e:
+            raise ConfigError(source, [f"{path}: cannot be read: {e.strerror}"]) from None
+    if overrides:
+        data = {**data, **overrides}
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError(source, describe_errors(e)) from None
+    except ValueError as e:  # malformed JSON in a complex environment override
+        raise ConfigError(source, [f"environment ({ENV_PREFIX}*): {e}"]) from None

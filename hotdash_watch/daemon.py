@@ -1,0 +1,129 @@
+"""Lifecycle only: build the components from config, run them, drain on SIGTERM/SIGINT.
+
+Start order: store (schema created) -> HTTP session -> pipeline (resumes open incidents) ->
+HTTP server -> scheduler. Stop order is the reverse; in-flight probes get
+``timers.shutdown_grace_s`` to finish, then are cancelled, and the store is closed last so
+every transition already computed is on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from contextlib import suppress
+
+import aiohttp
+import structlog
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from hotdash_watch import logs
+from hotdash_watch.clock import Clock, SystemClock
+from hotdash_watch.config import Settings
+from hotdash_watch.metrics import Metrics
+from hotdash_watch.pipeline import Pipeline, build
+from hotdash_watch.records.store import Store
+from hotdash_watch.scheduler import Scheduler
+from hotdash_watch.server import make_app
+
+__all__ = ["Daemon", "run_until_signalled"]
+
+log = structlog.get_logger("hotdash_watch.daemon")
+
+
+class Daemon:
+    """The running watcher. ``start()`` then ``stop()``; usable as an async context manager."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock | None = None,
+        registry: CollectorRegistry | None = None,
+        *,
+        schedule: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.metrics = Metrics(registry or CollectorRegistry())
+        self.schedule = schedule
+        self.store: Store | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.pipeline: Pipeline | None = None
+        self.scheduler: Scheduler | None = None
+        self._runner: web.AppRunner | None = None
+        self.port: int | None = None
+        self.started = asyncio.Event()
+
+    @property
+    def url(self) -> str:
+        host = self.settings.server.host
+        host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        s = self.settings
+        logs.scrubber.register(
+            secret.get_secret_value() for secret in (s.server.api_token,) if secret is not None
+        )
+        self.store = await Store.open(s.store_url)
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=60),
+            headers={"User-Agent": "hotdash-watch"},
+        )
+        self.pipeline = build(s, self.clock, self.store, self.metrics, self.session)
+        await self.pipeline.resume()
+        self._runner = web.AppRunner(make_app(self.pipeline), access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, s.server.host, s.server.port)
+        await site.start()
+        server = getattr(site, "_server", None)
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1] if sockets else s.server.port
+        if self.schedule:
+            self.scheduler = Scheduler(self.pipeline)
+            self.scheduler.start()
+        self.started.set()
+        log.info("watcher_started", apps=[a.name for a in s.apps], url=self.url,
+                 store=_store_kind(s.store_url), dry_run=s.dry_run)
+
+    async def stop(self) -> None:
+        grace = self.settings.timers.shutdown_grace_s
+        if self.scheduler is not None:
+            await self.scheduler.stop(grace)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self.session is not None:
+            await self.session.close()
+        if self.store is not None:
+            await self.store.close()
+        log.info("watcher_stopped")
+
+    async def __aenter__(self) -> Daemon:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def _store_kind(url: str) -> str:
+    return "postgresql" if url.startswith("postgres") else "sqlite"
+
+
+async def run_until_signalled(daemon: Daemon, stop: asyncio.Event | None = None) -> int:
+    """Run ``daemon`` until SIGTERM or SIGINT (Fly sends either on stop), then drain. Exit 0."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await daemon.start()
+        await stop.wait()
+        log.info("shutdown_requested")
+    finally:
+        await daemon.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with suppress(NotImplementedError, RuntimeError):
+                loop.remove_signal_handler(sig)
+    return 0

@@ -1,0 +1,275 @@
+"""The one place where the order of a pass is written.
+
+``build()`` wires the stages for the configured apps: probes feed a window per app; each
+evaluation pass reads ``now`` once and runs, per app,
+window snapshot -> classify -> debounce -> incident state machine -> store (before anything is
+acted on) -> metrics and logs. Later stages (policy, guards, actions, notify) hang off the
+persisted transitions in the same order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import structlog
+
+from hotdash_watch.classify import Assessment, Hold, classify, debounce
+from hotdash_watch.clock import Clock
+from hotdash_watch.config import AppSettings, Settings
+from hotdash_watch.incident_model import Event, Incident, TimelineEntry
+from hotdash_watch.incidents import Step, advance
+from hotdash_watch.metrics import Metrics
+from hotdash_watch.probes.base import Observation, Probe
+from hotdash_watch.probes.http import HttpProbe
+from hotdash_watch.records.store import Store
+from hotdash_watch.window import Window
+
+__all__ = ["AppState", "Pipeline", "build"]
+
+log = structlog.get_logger("hotdash_watch.pipeline")
+
+
+@dataclass
+class AppState:
+    """What the pipeline keeps per app between passes (the incident mirrors the store)."""
+
+    settings: AppSettings
+    window: Window
+    hold: Hold = field(default_factory=Hold)
+    incident: Incident | None = None
+    last: Assessment | None = None
+    last_probe: dict[str, str] = field(default_factory=dict)
+    pending_checks: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+class Pipeline:
+    """Observations in, persisted incidents out. Driven by the scheduler or by tests directly."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        clock: Clock,
+        store: Store,
+        metrics: Metrics,
+        probes: Sequence[Probe] = (),
+    ) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.store = store
+        self.metrics = metrics
+        self.probes = tuple(probes)
+        w = settings.window
+        self.apps: dict[str, AppState] = {
+            a.name: AppState(a, Window(a.name, bucket_s=w.bucket_s, span_s=w.span_s))
+            for a in settings.apps
+        }
+        self.last_tick: float | None = None
+        metrics.init_apps(self.apps, sorted({p.name for p in self.probes}) or ("health",))
+
+    # -- start ---------------------------------------------------------------------------------
+
+    async def resume(self) -> list[Incident]:
+        """Pick up the incidents left open by a previous run instead of opening new ones."""
+        now = self.clock.timestamp()
+        resumed = []
+        for inc in await self.store.open_incidents():
+            state = self.apps.get(inc.app)
+            if state is None:
+                log.warning("open_incident_of_unwatched_app", app=inc.app, incident_id=inc.id)
+                continue
+            entry = TimelineEntry(at=now, event=Event.RESUMED, state=inc.state,
+                                  severity=inc.severity,
+                                  reasons=("watcher restarted; incident resumed",))
+            inc = dataclasses.replace(inc, updated_at=now)
+            await self.store.save_incident(inc, [entry])
+            state.incident = dataclasses.replace(inc, timeline=(*inc.timeline, entry))
+            state.hold = Hold.at_level(
+                None if inc.state.value == "monitoring" else inc.severity,
+                self.settings.hysteresis.clear_evals,
+            )
+            self.metrics.set_severity(inc.app, inc.severity)
+            self.metrics.transitions.labels(inc.app, Event.RESUMED.value).inc()
+            log.info("incident_resumed", app=inc.app, incident_id=inc.id,
+                     severity=inc.severity.value, state=inc.state.value)
+            resumed.append(inc)
+        return resumed
+
+    # -- probes --------------------------------------------------------------------------------
+
+    def observe(self, obs: Observation) -> None:
+        """Record one probe result in its app's window and in the metrics."""
+        state = self.apps.get(obs.app)
+        if state is None:
+            log.warning("observation_for_unknown_app", app=obs.app, probe=obs.probe)
+            return
+        state.window.add(obs)
+        result = "ok" if obs.ok else str(obs.failure)
+        self.metrics.probe_results.labels(obs.app, obs.probe, result).inc()
+        if obs.latency_ms is not None:
+            self.metrics.probe_duration.labels(obs.app, obs.probe).observe(obs.latency_ms / 1000)
+        if obs.ok:
+            self.metrics.probe_last_success.labels(obs.app, obs.probe).set(obs.at)
+        previous = state.last_probe.get(obs.probe)
+        state.last_probe[obs.probe] = result
+        if result != previous:
+            ctx = {"app": obs.app, "probe": obs.probe, "status": obs.status,
+                   "latency_ms": None if obs.latency_ms is None else round(obs.latency_ms, 1)}
+            if obs.ok and previous is not None:
+                log.info("probe_recovered", **ctx, was=previous)
+            elif not obs.ok:
+                log.warning("probe_failed", **ctx, failure=result, detail=obs.detail,
+                            watcher_side=obs.watcher_side)
+
+    async def run_probe(self, probe: Probe) -> None:
+        """Run one probe; a service-side failure is re-probed at once rather than next interval."""
+        obs = await probe.run()
+        self.observe(obs)
+        if not obs.ok and not obs.watcher_side and self.settings.probes.reprobe_on_failure:
+            self.observe(await probe.run())
+
+    # -- evaluation ----------------------------------------------------------------------------
+
+    async def evaluate(self) -> list[Step]:
+        """One pass over every app at one instant. Returns the steps that changed something."""
+        now = self.clock.timestamp()
+        self.metrics.evaluations.inc()
+        steps = []
+        for state in self.apps.values():
+            with structlog.contextvars.bound_contextvars(app=state.name):
+                step = await self._evaluate_app(state, now)
+            if step is not None and step.changed:
+                steps.append(step)
+        self.last_tick = now
+        self.metrics.last_tick.set(now)
+        open_now = [s.incident.id for s in self.apps.values() if s.incident]
+        log.debug("evaluation_pass", apps=len(self.apps), open_incidents=open_now,
+                  transitions=sum(len(s.entries) for s in steps))
+        return steps
+
+    async def _evaluate_app(self, state: AppState, now: float) -> Step | None:
+        cfg = self.settings
+        snap = state.window.snapshot(now, cfg.window.eval_s)
+        verify_snap = state.window.snapshot(now, min(cfg.timers.stabilization_s,
+                                                     cfg.window.span_s) or cfg.window.eval_s)
+        assessment = classify(snap, cfg.thresholds, now)
+        self._report_assessment(state, assessment)
+        hold = debounce(state.hold, assessment, cfg.hysteresis)
+        step = advance(state.incident, hold.level, assessment, verify_snap, cfg, now,
+                       taken_ids=self._ids_in_memory())
+        if step.entries and step.entries[0].event is Event.OPENED and step.incident:
+            step = await self._unique_open(state, hold, assessment, verify_snap, now, step)
+        if step.changed and step.incident is not None:
+            try:
+                await self.store.save_incident(step.incident, step.entries)
+            except Exception as e:  # the store is down: act on nothing, retry next pass
+                self.metrics.store_errors.inc()
+                log.error("store_write_failed", error=type(e).__name__, detail=str(e),
+                          incident_id=step.incident.id)
+                return None
+        state.hold = hold
+        self._report_step(state, step)
+        if step.incident is not None:
+            timeline = (*step.incident.timeline, *step.entries)
+            state.incident = (dataclasses.replace(step.incident, timeline=timeline)
+                              if step.incident.is_open else None)
+        return step
+
+    async def _unique_open(self, state: AppState, hold: Hold, assessment: Assessment,
+                           verify_snap: Any, now: float, step: Step) -> Step:
+        """Make the new incident's ID unique against the store too (IDs have 1 s resolution)."""
+        taken = set(self._ids_in_memory())
+        while step.incident is not None and await self.store.incident_id_taken(step.incident.id):
+            taken.add(step.incident.id)
+            step = advance(state.incident, hold.level, assessment, verify_snap, self.settings,
+                           now, taken_ids=taken)
+        return step
+
+    def _ids_in_memory(self) -> set[str]:
+        return {s.incident.id for s in self.apps.values() if s.incident is not None}
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def _report_assessment(self, state: AppState, a: Assessment) -> None:
+        m, app = self.metrics, state.name
+        ratio = a.evidence.get("error_ratio")
+        p95 = a.evidence.get("p95_ms")
+        m.error_ratio.labels(app).set(float("nan") if ratio is None else ratio)
+        m.p95.labels(app).set(float("nan") if p95 is None else p95 / 1000)
+        m.raw_severity.labels(app).set(a.severity.rank if a.severity else 0)
+        m.watcher_side.labels(app).set(1 if a.watcher_side else 0)
+        before = state.last
+        state.last = a
+        if before is None or before.severity != a.severity:
+            if a.severity is not None and before is not None and before.severity is not None \
+                    and before.severity.worse_than(a.severity):
+                log.info("condition_easing", severity=a.severity.value,
+                         was=before.severity.value, reasons=list(a.reasons))
+            elif a.severity is not None:
+                log.warning("condition_detected", severity=a.severity.value,
+                            reasons=list(a.reasons), confirm_after_evals=(
+                                self.settings.hysteresis.raise_evals(a.severity)))
+            elif before is not None and before.severity is not None:
+                log.info("condition_cleared", was=before.severity.value,
+                         error_ratio=ratio, p95_ms=p95)
+        if a.watcher_side and not (before and before.watcher_side):
+            log.warning("watcher_side_blind", evidence=a.evidence,
+                        hint="probes fail for the watcher's own reasons (DNS, route); "
+                             "the service is not judged")
+
+    def _report_step(self, state: AppState, step: Step) -> None:
+        inc = step.incident
+        if inc is None:
+            return
+        m = self.metrics
+        with structlog.contextvars.bound_contextvars(incident_id=inc.id):
+            for e in step.entries:
+                m.transitions.labels(inc.app, e.event.value).inc()
+                fields = {"severity": e.severity.value, "state": e.state.value,
+                          "reasons": list(e.reasons)}
+                if e.event is Event.OPENED:
+                    m.incidents_opened.labels(inc.app, inc.severity.value).inc()
+                    log.error("incident_opened", **fields, evidence=inc.evidence)
+                elif e.event is Event.RESOLVED:
+                    log.info("incident_resolved", **fields,
+                             duration_s=round(e.at - inc.opened_at, 1), checks=e.detail)
+                else:
+                    log.warning(f"incident_{e.event.value}", **fields, **e.detail)
+            m.set_severity(inc.app, inc.severity if inc.is_open else None)
+            v = step.verification
+            if v is not None and inc.is_open:
+                pending = tuple(c.value for c in v.failed)
+                if pending != state.pending_checks:
+                    log.info("verification_pending", waiting_for=list(pending), **v.evidence)
+                state.pending_checks = pending
+            elif not inc.is_open:
+                state.pending_checks = ()
+
+
+def build(
+    settings: Settings,
+    clock: Clock,
+    store: Store,
+    metrics: Metrics,
+    session: aiohttp.ClientSession,
+) -> Pipeline:
+    """Wire probes and stages for every configured app."""
+    probes: list[Probe] = []
+    for app in settings.apps:
+        budget = settings.budget_for(app)
+        common: dict[str, Any] = {"session": session, "clock": clock,
+                                  "timeout_s": settings.timeout_for(app)}
+        probes.append(HttpProbe(app.name, "health", app.health_url,
+                                expect_status=tuple(app.expect_status),
+                                expect_body=app.expect_body, latency_budget_ms=budget, **common))
+        if app.synthetic_url:
+            probes.append(HttpProbe(app.name, "synthetic", app.synthetic_url,
+                                    latency_budget_ms=budget, **common))
+    return Pipeline(settings, clock, store, metrics, probes)

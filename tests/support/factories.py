@@ -1,0 +1,43 @@
+"""Small builders for pipeline values used across tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hotdash_watch.config import Settings, load_settings
+from hotdash_watch.window import Snapshot
+
+
+def snapshot(
+    *,
+    app: str = "svc",
+    at: float = 1_000.0,
+    over_s: float = 60.0,
+    total: int = 100,
+    failures: int = 0,
+    watcher_failures: int = 0,
+    over_budget: int = 0,
+    p95_ms: float | None = 50.0,
+    latency_samples: int | None = None,
+    consecutive_ok: int = 10,
+    consecutive_failures: int = 0,
+) -> Snapshot:
+    """A snapshot with the given figures; ratios derive from the counts."""
+    return Snapshot(
+        app=app, at=at, over_s=over_s, total=total, failures=failures,
+        watcher_failures=watcher_failures, over_budget=over_budget,
+        error_ratio=(failures / total) if total else None,
+        p50_ms=None if p95_ms is None else p95_ms / 2, p95_ms=p95_ms,
+        p99_ms=None if p95_ms is None else p95_ms * 1.2,
+        latency_samples=total if latency_samples is None else latency_samples,
+        failure_kinds=(("http_5xx", failures),) if failures else (),
+        consecutive_ok=consecutive_ok, consecutive_failures=consecutive_failures,
+        last_at=at, last_ok_at=at if consecutive_ok else None,
+    )
+
+
+def settings(**overrides: Any) -> Settings:
+    """Default settings with one app ``svc`` unless ``apps`` is given."""
+    overrides.setdefault("apps", [{"name": "svc", "health_url": "http://127.0.0.1:9/health"}])
+    overrides.setdefault("store_url", "sqlite+aiosqlite:///:memory:")
+    return load_settings(None, overrides=overrides)

@@ -1,0 +1,65 @@
+"""Outside services the contract tests need, and the one rule for when one is missing.
+
+The rule (``service_unavailable``): locally a missing service SKIPS the tests that need it, with a
+one-line reason; in CI (environment variable ``CI`` equal to ``true``) it FAILS them, so that CI
+can never pass by skipping. Every service check (PostgreSQL here; Prometheus and Alertmanager
+later) ends in ``service_unavailable`` when the service cannot be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import NoReturn
+from urllib.parse import urlsplit
+
+import asyncpg
+import pytest
+
+__all__ = ["POSTGRES_URL", "require_postgres_url", "service_unavailable"]
+
+POSTGRES_URL = os.environ.get(
+    "HOTDASH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+"""The test database (trust auth); ``HOTDASH_TEST_POSTGRES_URL`` points the tests elsewhere."""
+
+CONNECT_TIMEOUT_S = 3.0
+
+
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip the current test with ``reason``, or fail it when running in CI (``CI=true``)."""
+    reason = " ".join(reason.split())  # one line
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{reason} (CI=true: a missing service fails the run)", pytrace=False)
+    pytest.skip(reason)
+
+
+@functools.cache
+def _postgres_error(url: str) -> str | None:
+    """Why PostgreSQL at ``url`` cannot be used, or ``None`` when a connection succeeds."""
+
+    async def connect() -> None:
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+        await conn.close()
+
+    # A thread with its own event loop: callable from sync code and from async fixtures alike.
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        try:
+            pool.submit(asyncio.run, connect()).result()
+        except Exception as e:
+            return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+    return None
+
+
+def require_postgres_url(url: str = POSTGRES_URL) -> str:
+    """``url`` if PostgreSQL answers there; otherwise skip the test (fail it under ``CI=true``)."""
+    error = _postgres_error(url)
+    if error is not None:
+        where = urlsplit(url)
+        service_unavailable(
+            f"PostgreSQL not reachable at {where.hostname}:{where.port or 5432}: {error}"
+        )
+    return url
