@@ -78,6 +78,9 @@ def configure(
         if console
         else structlog.processors.JSONRenderer()
     )
+    # Libraries (APScheduler, aiohttp) log through the standard library: warnings and up only.
+    logging.basicConfig(stream=stream, level=logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", force=True)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

@@ -122,7 +122,9 @@ class Pipeline:
         if result != previous:
             ctx = {"app": obs.app, "probe": obs.probe, "status": obs.status,
                    "latency_ms": None if obs.latency_ms is None else round(obs.latency_ms, 1)}
-            if obs.ok and previous is not None:
+            if obs.ok and previous is None:
+                log.info("probe_ok", **ctx)  # first result since start: the target is reached
+            elif obs.ok:
                 log.info("probe_recovered", **ctx, was=previous)
             elif not obs.ok:
                 log.warning("probe_failed", **ctx, failure=result, detail=obs.detail,

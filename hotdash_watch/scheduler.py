@@ -62,6 +62,8 @@ class Scheduler:
             self._inflight.add(task)
         try:
             await self.pipeline.run_probe(probe)
+        except asyncio.CancelledError:  # shutdown past its grace period: expected, not an error
+            log.info("probe_cancelled", app=probe.app, probe=probe.name)
         except Exception:  # a probe must never take the scheduler down
             log.exception("probe_crashed", app=probe.app, probe=probe.name)
         finally:
@@ -74,6 +76,8 @@ class Scheduler:
             self._inflight.add(task)
         try:
             await self.pipeline.evaluate()
+        except asyncio.CancelledError:
+            log.info("evaluation_cancelled")
         except Exception:
             log.exception("evaluation_crashed")
         finally:

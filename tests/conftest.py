@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 import structlog
@@ -66,7 +67,13 @@ async def service() -> AsyncIterator[DemoService]:
 
 
 @pytest.fixture
-def log_events() -> Iterator[list[dict[str, object]]]:
-    """Structured log entries emitted during the test."""
-    with structlog.testing.capture_logs() as entries:
-        yield entries
+def log_events() -> Iterator[list[MutableMapping[str, Any]]]:
+    """Structured log entries emitted during the test, with their bound context merged in."""
+    capture = structlog.testing.LogCapture()
+    old = structlog.get_config()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture],
+                        cache_logger_on_first_use=False)
+    try:
+        yield capture.entries
+    finally:
+        structlog.configure(**old)

@@ -163,3 +163,26 @@ class TestHttpSurface:
             clock.advance(31)  # no evaluation for longer than heartbeat_stale_s
             async with http.get(f"{d.url}/healthz") as r:
                 assert r.status == 503 and (await r.json())["status"] == "stale"
+
+
+class TestLogs:
+    async def test_lines_about_an_app_carry_app_and_incident(
+        self, service: DemoService, tmp_path, clock: ManualClock, log_events
+    ):
+        """Every log line about an app carries ``app``; during an incident, ``incident_id``."""
+        url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+        async with daemon(service.url, url, clock) as d:
+            await tick(d, clock, 3)
+            service.error_ratio = 1.0
+            await tick(d, clock, 8)
+        inc_id = incident(d).id
+        events = {e["event"]: e for e in log_events}
+        assert {"probe_ok", "probe_failed", "condition_detected", "incident_opened",
+                "incident_escalated"} <= events.keys()
+        for e in log_events:
+            if e["event"].startswith(("probe_", "condition_", "incident_")):
+                assert e.get("app") == "svc", e
+            if e["event"].startswith("incident_"):
+                assert e.get("incident_id") == inc_id, e
+        opened = events["incident_opened"]
+        assert opened["severity"] in ("SEV-1", "SEV-2") and opened["reasons"]
