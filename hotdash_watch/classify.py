@@ -25,6 +25,9 @@ from enum import StrEnum
 from typing import Any
 
 from hotdash_watch.config import HysteresisSettings, Thresholds
+from hotdash_watch.probes.base import FailureKind
+from hotdash_watch.probes.machines import MachineFacts
+from hotdash_watch.probes.prometheus import TrafficFacts
 from hotdash_watch.severity import Severity
 from hotdash_watch.window import Snapshot
 
@@ -32,7 +35,6 @@ __all__ = [
     "Assessment",
     "Finding",
     "Hold",
-    "MachineFacts",
     "Reason",
     "Signal",
     "classify",
@@ -56,20 +58,9 @@ class Reason(StrEnum):
     AUTOSCALING = "autoscaling_misbehaving"
 
 
-@dataclass(frozen=True, slots=True)
-class MachineFacts:
-    """What the Machines API says about an app, when the Fly probe supplies it.
-
-    ``down`` counts machines that should serve but are not started and healthy; machines that
-    Fly's autostop stopped on purpose (idle) are not down.
-    """
-
-    total: int
-    started_healthy: int
-    down: int
-    idle_stopped: int = 0
-    oom_kills: int = 0
-    autoscaling_problem: str | None = None
+# Failures that say the watcher could not talk to the service at all. When the Machines API says
+# every machine is started and passing, these are the watcher's problem, not the service's.
+_UNREACHED = frozenset({FailureKind.TIMEOUT, FailureKind.CONNECT})
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,11 +108,12 @@ def _pct(ratio: float) -> str:
     return f"{ratio * 100:.1f} %"
 
 
-def _error_findings(snap: Snapshot, t: Thresholds) -> list[Finding]:
-    ratio = snap.error_ratio
-    if ratio is None or snap.total < t.min_samples:
+def _error_findings(ratio: float | None, failures: float, total: float, over_s: float,
+                    source: str, t: Thresholds) -> list[Finding]:
+    if ratio is None:
         return []
-    base = f"error rate {_pct(ratio)} over {snap.over_s:.0f} s ({snap.failures}/{snap.total})"
+    base = (f"error rate {_pct(ratio)} over {over_s:.0f} s "
+            f"({failures:.0f}/{total:.0f} {source})")
     if ratio > t.sev1_error_ratio:
         return [Finding(Reason.ERROR_RATE_CRITICAL, Severity.SEV1,
                         f"{base} > {_pct(t.sev1_error_ratio)}")]
@@ -134,11 +126,11 @@ def _error_findings(snap: Snapshot, t: Thresholds) -> list[Finding]:
     return []
 
 
-def _latency_findings(snap: Snapshot, t: Thresholds) -> list[Finding]:
-    p95 = snap.p95_ms
-    if p95 is None or snap.latency_samples < t.min_samples:
+def _latency_findings(p95: float | None, over_s: float, source: str,
+                      t: Thresholds) -> list[Finding]:
+    if p95 is None:
         return []
-    base = f"p95 latency {p95:.0f} ms over {snap.over_s:.0f} s"
+    base = f"p95 latency {p95:.0f} ms over {over_s:.0f} s ({source})"
     if p95 > t.sev2_p95_ms:
         return [Finding(Reason.LATENCY_MAJOR, Severity.SEV2, f"{base} > {t.sev2_p95_ms:.0f} ms")]
     if p95 >= t.sev3_p95_ms:
@@ -150,20 +142,39 @@ def _machine_findings(m: MachineFacts, t: Thresholds) -> list[Finding]:
     out: list[Finding] = []
     if m.total > 0 and m.started_healthy == 0 and m.down > 0:
         out.append(Finding(Reason.ALL_MACHINES_DOWN, Severity.SEV1,
-                           f"all machines down: 0 of {m.total} started and healthy"))
+                           f"all machines down: 0 of {m.total} started and healthy "
+                           "(Machines API)"))
     elif m.down > 0:
         out.append(Finding(Reason.PARTIAL_OUTAGE, Severity.SEV2,
-                           f"partial outage: {m.down} of {m.total} machines down"))
+                           f"partial outage: {m.down} of {m.total} machines down "
+                           f"({', '.join(m.down_ids)})"))
     if m.oom_kills >= t.sev2_oom_kills:
         out.append(Finding(Reason.OOM_KILLS_MULTIPLE, Severity.SEV2,
-                           f"{m.oom_kills} OOM kills in the window"))
+                           f"{m.oom_kills} OOM kills in the window (exit 137, oom_killed)"))
     elif m.oom_kills >= t.sev3_oom_kills:
         out.append(Finding(Reason.OOM_KILL_SINGLE, Severity.SEV3,
-                           f"{m.oom_kills} OOM kill in the window"))
+                           f"{m.oom_kills} OOM kill in the window (exit 137, oom_killed)"))
     if m.autoscaling_problem:
         out.append(Finding(Reason.AUTOSCALING, Severity.SEV3,
                            f"auto-scaling misbehaving: {m.autoscaling_problem}"))
     return out
+
+
+def _autoscaling_findings(m: MachineFacts, traffic: TrafficFacts | None, failing: bool,
+                          t: Thresholds, now: float) -> list[Finding]:
+    if (m.autostop and traffic is not None and m.started_since is not None
+            and m.started_healthy > max(1, m.min_running)
+            and now - m.started_since >= t.idle_stop_after_s
+            and traffic.rps < t.idle_rps * m.started_healthy):
+        return [Finding(Reason.AUTOSCALING, Severity.SEV3,
+                        f"auto-scaling misbehaving: {m.started_healthy} machines started for "
+                        f"{(now - m.started_since) / 60:.0f} min at {traffic.rps:.2f} req/s "
+                        "although autostop is on (machines never stop when idle)")]
+    if m.autostart and m.started_healthy == 0 and m.idle_stopped > 0 and failing:
+        return [Finding(Reason.AUTOSCALING, Severity.SEV3,
+                        "auto-scaling misbehaving: requests fail while every machine is "
+                        "stopped although autostart is on (machines do not start on request)")]
+    return []
 
 
 def classify(
@@ -172,29 +183,87 @@ def classify(
     now: float,
     *,
     machines: MachineFacts | None = None,
+    traffic: TrafficFacts | None = None,
     signals: Sequence[Signal] = (),
+    fly_reachable: bool | None = None,
+    context: dict[str, Any] | None = None,
 ) -> Assessment:
-    """Grade one app at ``now`` from its window snapshot (and machine facts, when known)."""
-    findings = _error_findings(snap, thresholds) + _latency_findings(snap, thresholds)
+    """Grade one app at ``now``.
+
+    Real traffic (``traffic``, from edge metrics) is preferred over the probes' own results when
+    it has at least ``min_traffic_requests`` requests; otherwise the probes stand in. Machine
+    facts come from the Machines API. ``context`` (logs, releases) is carried into the evidence.
+    """
+    t = thresholds
+    use_traffic = traffic is not None and traffic.requests >= t.min_traffic_requests
+    probe_enough = snap.total >= t.min_samples
+    probe_findings: list[Finding] = []
+    findings: list[Finding] = []
+    if use_traffic:
+        assert traffic is not None
+        findings += _error_findings(traffic.error_ratio, traffic.errors, traffic.requests,
+                                    traffic.over_s, "edge requests", t)
+        p95 = traffic.p95_ms
+        findings += _latency_findings(p95, traffic.over_s, "edge requests", t)
+    else:
+        if probe_enough:
+            probe_findings += _error_findings(snap.error_ratio, snap.failures, snap.total,
+                                              snap.over_s, "probes", t)
+        if snap.latency_samples >= t.min_samples:
+            findings += _latency_findings(snap.p95_ms, snap.over_s, "probes", t)
+
+    # Probes that could not reach the service while the Machines API says every machine is
+    # started and passing (or while Fly itself cannot be reached) point at the watcher.
+    kinds = dict(snap.failure_kinds)
+    unreached = sum(kinds.get(k.value, 0) for k in _UNREACHED)
+    mostly_unreached = snap.failures > 0 and unreached * 2 >= snap.failures
+    all_healthy = (machines is not None and machines.total > 0
+                   and machines.started_healthy == machines.total)
+    watcher_side = False
+    notes: list[str] = []
+    if probe_findings and mostly_unreached and all_healthy:
+        watcher_side = True
+        notes.append("probes cannot reach the service but the Machines API reports "
+                     f"{machines.started_healthy}/{machines.total} machines started and "
+                     "passing their checks: the watcher's path to the service is the suspect")
+        probe_findings = []
+    elif probe_findings and mostly_unreached and fly_reachable is False:
+        watcher_side = True
+        notes.append("probes cannot reach the service and the Fly API cannot be reached "
+                     "either: the watcher's own network is the suspect; not mitigating")
+    findings += probe_findings
+
     if machines is not None:
-        findings += _machine_findings(machines, thresholds)
+        findings += _machine_findings(machines, t)
+        failing = bool(snap.failures) or bool(traffic and traffic.errors)
+        findings += _autoscaling_findings(machines, traffic, failing, t, now)
     findings += [Finding(Reason.OPERATOR_SIGNAL, s.severity, f"{s.source}: {s.summary}")
                  for s in signals]
     findings.sort(key=lambda f: -f.severity.rank)
     severity = findings[0].severity if findings else None
 
-    evidence: dict[str, Any] = dict(snap.to_evidence())
+    evidence: dict[str, Any] = {"probes": snap.to_evidence()}
+    evidence.update({k: v for k, v in snap.to_evidence().items()
+                     if k in ("error_ratio", "p95_ms")})
+    if use_traffic and traffic is not None:
+        evidence["traffic"] = traffic.as_evidence()
+        evidence["error_ratio"] = traffic.as_evidence()["error_ratio"]
+        evidence["p95_ms"] = traffic.as_evidence()["p95_ms"]
     if machines is not None:
-        evidence["machines"] = {
-            "total": machines.total,
-            "started_healthy": machines.started_healthy,
-            "down": machines.down,
-            "idle_stopped": machines.idle_stopped,
-            "oom_kills": machines.oom_kills,
-        }
-    enough = snap.total >= thresholds.min_samples
-    conclusive = severity is not None or enough or machines is not None
-    watcher_side = severity is None and snap.watcher_failures > 0 and not enough
+        evidence["machines"] = machines.as_evidence()
+    if fly_reachable is False:
+        evidence["fly_api"] = "unreachable"
+    if notes:
+        evidence["watcher_side"] = notes
+    if context:
+        evidence.update(context)
+    if snap.watcher_failures > 0 and not probe_enough and not findings:
+        watcher_side = True
+        notes.append(f"{snap.watcher_failures} probe failures on the watcher's side "
+                     "(DNS, route): the service is not judged from probes")
+        evidence["watcher_side"] = notes
+    conclusive = (severity is not None or probe_enough or machines is not None
+                  or use_traffic)
     return Assessment(
         app=snap.app,
         at=now,

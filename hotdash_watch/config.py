@@ -10,6 +10,7 @@ Invalid input never produces a traceback: ``load_settings`` raises ``ConfigError
 
 from __future__ import annotations
 
+import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,7 +75,17 @@ class Thresholds(_Section):
         0.01, ge=0, le=1, description="error ratio below which recovery is verified (runbook: 1 %)"
     )
     min_samples: int = Field(
-        5, ge=1, description="fewest samples in the evaluation span for a ratio or p95 to count"
+        5, ge=1, description="fewest probe samples in the evaluation span for a ratio or p95"
+    )
+    min_traffic_requests: int = Field(
+        20, ge=1, description="fewest edge requests for real traffic to be preferred over probes"
+    )
+    idle_rps: float = Field(
+        1.0, ge=0, description="req/s per started machine below which an app counts as idle"
+    )
+    idle_stop_after_s: Seconds = Field(
+        900.0, gt=0, description="idle this long with autostop on and machines still started: "
+        "auto-scaling misbehaving (SEV-3)"
     )
 
     @model_validator(mode="after")
@@ -222,6 +233,51 @@ class AppSettings(_Section):
         return value
 
 
+class FlySettings(_Section):
+    """Where the Fly APIs are and how often they are read. Without a token, only HTTP probes run.
+
+    Inside a Fly machine the Machines API is also at ``http://_api.internal:4280``.
+    """
+
+    api_token: SecretStr | None = Field(
+        None, description="Fly token (also read from FLY_API_TOKEN); `fly tokens create org`"
+    )
+    machines_url: str = Field("https://api.machines.dev", description="Machines API base URL")
+    api_url: str = Field(
+        "https://api.fly.io", description="GraphQL (releases) and logs polling base URL"
+    )
+    metrics: Literal["off", "scrape", "prometheus"] = Field(
+        "off", description="real-traffic source: a /metrics scrape or Fly's managed Prometheus"
+    )
+    metrics_url: str | None = Field(
+        None, description="scrape: the /metrics URL; prometheus: "
+        "https://api.fly.io/prometheus/<org-slug>"
+    )
+    timeout_s: Seconds = Field(10.0, gt=0, description="time limit of one Fly API call")
+    machines_interval_s: Seconds = Field(10.0, gt=0, description="machines poll interval")
+    logs_interval_s: Seconds = Field(15.0, gt=0, description="logs poll interval")
+    metrics_interval_s: Seconds = Field(15.0, gt=0, description="metrics poll interval")
+    releases_interval_s: Seconds = Field(60.0, gt=0, description="releases poll interval")
+    recent_release_s: Seconds = Field(
+        7200.0, gt=0, description="a release younger than this is a suspect (deploy correlation)"
+    )
+    stale_after_polls: int = Field(
+        3, ge=1, description="machine facts older than this many polls are not used"
+    )
+
+    _urls = field_validator("machines_url", "api_url", "metrics_url")(_check_http_url)
+
+    @property
+    def enabled(self) -> bool:
+        return self.api_token is not None
+
+    @model_validator(mode="after")
+    def _metrics_url(self) -> Self:
+        if self.metrics != "off" and not self.metrics_url:
+            raise ValueError(f"metrics = {self.metrics!r} needs metrics_url")
+        return self
+
+
 class ServerSettings(_Section):
     host: str = Field("0.0.0.0", description="address the HTTP server listens on")
     port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /healthz and /api")
@@ -256,6 +312,7 @@ class Settings(BaseSettings):
     hysteresis: HysteresisSettings = HysteresisSettings()
     timers: TimerSettings = TimerSettings()
     probes: ProbeDefaults = ProbeDefaults()
+    fly: FlySettings = FlySettings()
     apps: list[AppSettings] = Field(default_factory=list, description="the watched apps")
 
     @classmethod
@@ -373,6 +430,11 @@ def load_settings(
             raise ConfigError(source, [f"{path}: cannot be read: {e.strerror}"]) from None
     if overrides:
         data = {**data, **overrides}
+    token = os.environ.get("FLY_API_TOKEN")
+    if token and not os.environ.get(f"{ENV_PREFIX}FLY__API_TOKEN"):
+        fly = dict(data.get("fly") or {})
+        fly.setdefault("api_token", token)
+        data = {**data, "fly": fly}
     try:
         return Settings(**data)
     except ValidationError as e:

@@ -90,6 +90,19 @@ class Metrics:
             "hotdash_watch_scheduler_last_tick_timestamp_seconds",
             "When the scheduler last ran an evaluation pass (Unix time).", registry=registry,
         )
+        self.fly_calls = Counter(
+            "hotdash_watch_fly_calls_total", "Fly API reads by probe kind and outcome.",
+            ["target_app", "probe", "outcome"], registry=registry,
+        )
+        self.machines = Gauge(
+            "hotdash_watch_machines",
+            "Machines of the app by condition (started_healthy, down, idle_stopped).",
+            ["target_app", "condition"], registry=registry,
+        )
+        self.oom_kills = Counter(
+            "hotdash_watch_oom_kills_total", "OOM kills seen in machine exit events.",
+            ["target_app"], registry=registry,
+        )
         self.store_errors = Counter(
             "hotdash_watch_store_errors_total", "Failed writes to the incident store.",
             registry=registry,
@@ -113,6 +126,7 @@ class Metrics:
             self.p95.labels(app).set(float("nan"))
             self.raw_severity.labels(app).set(0)
             self.watcher_side.labels(app).set(0)
+            self.oom_kills.labels(app)
 
     def set_severity(self, app: str, severity: Severity | None) -> None:
         for sev in Severity:

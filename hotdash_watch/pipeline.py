@@ -10,8 +10,9 @@ persisted transitions in the same order.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -20,17 +21,36 @@ import structlog
 from hotdash_watch.classify import Assessment, Hold, classify, debounce
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import AppSettings, Settings
+from hotdash_watch.fly import FlyClient
 from hotdash_watch.incident_model import Event, Incident, TimelineEntry
 from hotdash_watch.incidents import Step, advance
 from hotdash_watch.metrics import Metrics
 from hotdash_watch.probes.base import Observation, Probe
 from hotdash_watch.probes.http import HttpProbe
+from hotdash_watch.probes.logs import LogsProbe, LogsReport, LogTally
+from hotdash_watch.probes.machines import MachinesProbe, MachinesReport
+from hotdash_watch.probes.prometheus import (
+    QueryTraffic,
+    ScrapeTraffic,
+    TrafficReport,
+    TrafficWindow,
+)
+from hotdash_watch.probes.releases import ReleasesProbe, ReleasesReport
 from hotdash_watch.records.store import Store
 from hotdash_watch.window import Window
 
-__all__ = ["AppState", "Pipeline", "build"]
+__all__ = ["AppState", "Job", "Pipeline", "build"]
 
 log = structlog.get_logger("hotdash_watch.pipeline")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One scheduled piece of work: a probe of one kind for one app (or for all apps)."""
+
+    id: str
+    interval_s: float
+    run: Callable[[], Awaitable[None]]
 
 
 @dataclass
@@ -39,6 +59,12 @@ class AppState:
 
     settings: AppSettings
     window: Window
+    traffic: TrafficWindow
+    logs: LogTally
+    machines: MachinesReport | None = None
+    machines_probe: MachinesProbe | None = None
+    releases: ReleasesReport | None = None
+    fly_error: str | None = None
     hold: Hold = field(default_factory=Hold)
     incident: Incident | None = None
     last: Assessment | None = None
@@ -60,19 +86,36 @@ class Pipeline:
         store: Store,
         metrics: Metrics,
         probes: Sequence[Probe] = (),
+        fly_probes: Sequence[Any] = (),
     ) -> None:
         self.settings = settings
         self.clock = clock
         self.store = store
         self.metrics = metrics
         self.probes = tuple(probes)
+        self.fly_probes = tuple(fly_probes)
         w = settings.window
         self.apps: dict[str, AppState] = {
-            a.name: AppState(a, Window(a.name, bucket_s=w.bucket_s, span_s=w.span_s))
+            a.name: AppState(a, Window(a.name, bucket_s=w.bucket_s, span_s=w.span_s),
+                             TrafficWindow(w.span_s), LogTally(w.span_s))
             for a in settings.apps
         }
+        for p in self.fly_probes:
+            if isinstance(p, MachinesProbe) and p.app in self.apps:
+                self.apps[p.app].machines_probe = p
         self.last_tick: float | None = None
         metrics.init_apps(self.apps, sorted({p.name for p in self.probes}) or ("health",))
+
+    def jobs(self) -> list[Job]:
+        """What the scheduler runs: every probe at its interval (seconds of the clock)."""
+        s, fly = self.settings, self.settings.fly
+        out = [Job(f"probe:{p.app}:{p.name}", s.interval_for(s.app(p.app)),
+                   partial(self.run_probe, p)) for p in self.probes]
+        intervals = {"machines": fly.machines_interval_s, "logs": fly.logs_interval_s,
+                     "metrics": fly.metrics_interval_s, "releases": fly.releases_interval_s}
+        out += [Job(f"fly:{p.app}:{p.kind}", intervals[p.kind], partial(self.run_fly_probe, p))
+                for p in self.fly_probes]
+        return out
 
     # -- start ---------------------------------------------------------------------------------
 
@@ -135,7 +178,60 @@ class Pipeline:
         obs = await probe.run()
         self.observe(obs)
         if not obs.ok and not obs.watcher_side and self.settings.probes.reprobe_on_failure:
-            self.observe(await probe.run())
+            again = await probe.run()
+            self.observe(again)
+            state = self.apps.get(probe.app)
+            if not again.ok and state is not None and state.machines_probe is not None:
+                # A failure confirmed by the re-probe: ask the Machines API now, not in 10 s.
+                last = state.machines.at if state.machines else None
+                if last is None or again.at - last >= self.settings.fly.machines_interval_s / 4:
+                    await self.run_fly_probe(state.machines_probe)
+
+    async def run_fly_probe(self, probe: Any) -> None:
+        """Run one Fly probe (machines, logs, metrics, releases) and keep its report."""
+        result = await probe.run()
+        reports = result if isinstance(result, list) else [result]
+        for report in reports:
+            state = self.apps.get(report.app)
+            if state is None:
+                continue
+            error = getattr(report, "error", None)
+            self.metrics.fly_calls.labels(report.app, probe.kind,
+                                          "ok" if error is None else "error").inc()
+            if isinstance(report, MachinesReport):
+                self._keep_machines(state, report)
+            elif isinstance(report, LogsReport):
+                state.logs.add(report)
+            elif isinstance(report, TrafficReport):
+                state.traffic.add(report)
+            elif isinstance(report, ReleasesReport) and report.error is None:
+                state.releases = report
+            if error is not None and error != state.fly_error:
+                log.warning("fly_api_unreachable", app=report.app, probe=probe.kind,
+                            error=error)
+            elif error is None and state.fly_error is not None and probe.kind == "machines":
+                log.info("fly_api_reachable_again", app=report.app)
+            if probe.kind == "machines" or error is not None:
+                state.fly_error = error
+
+    def _keep_machines(self, state: AppState, report: MachinesReport) -> None:
+        previous = state.machines.facts if state.machines else None
+        if report.facts is not None:
+            state.machines = report
+            f = report.facts
+            self.metrics.machines.labels(state.name, "started_healthy").set(f.started_healthy)
+            self.metrics.machines.labels(state.name, "down").set(f.down)
+            self.metrics.machines.labels(state.name, "idle_stopped").set(f.idle_stopped)
+            if previous is None or (previous.down, previous.started_healthy) != (
+                    f.down, f.started_healthy):
+                log.info("machines_changed", app=state.name, started_healthy=f.started_healthy,
+                         down=f.down, idle=f.idle_stopped, total=f.total,
+                         down_ids=list(f.down_ids))
+        for machine_id, at, oom in report.new_exits:
+            log.warning("machine_exited", app=state.name, machine=machine_id, oom_killed=oom,
+                        exited_s_ago=round(report.at - at, 1))
+            if oom:
+                self.metrics.oom_kills.labels(state.name).inc()
 
     # -- evaluation ----------------------------------------------------------------------------
 
@@ -161,7 +257,7 @@ class Pipeline:
         snap = state.window.snapshot(now, cfg.window.eval_s)
         verify_snap = state.window.snapshot(now, min(cfg.timers.stabilization_s,
                                                      cfg.window.span_s) or cfg.window.eval_s)
-        assessment = classify(snap, cfg.thresholds, now)
+        assessment = classify(snap, cfg.thresholds, now, **self._fly_inputs(state, now))
         self._report_assessment(state, assessment)
         hold = debounce(state.hold, assessment, cfg.hysteresis)
         step = advance(state.incident, hold.level, assessment, verify_snap, cfg, now,
@@ -183,6 +279,29 @@ class Pipeline:
             state.incident = (dataclasses.replace(step.incident, timeline=timeline)
                               if step.incident.is_open else None)
         return step
+
+    def _fly_inputs(self, state: AppState, now: float) -> dict[str, Any]:
+        """Machine facts (when fresh), traffic, Fly reachability and log/release context."""
+        fly = self.settings.fly
+        if not fly.enabled and not state.traffic.facts(now, self.settings.window.eval_s):
+            return {}
+        facts = None
+        if state.machines is not None and state.machines.facts is not None:
+            age = now - state.machines.facts.at
+            if age <= fly.machines_interval_s * fly.stale_after_polls:
+                facts = state.machines.facts
+        context: dict[str, Any] = {}
+        logs = state.logs.summary(now)
+        if logs["lines"]:
+            context["logs"] = logs
+        if state.releases is not None:
+            context["release"] = state.releases.as_evidence(now)
+        return {
+            "machines": facts,
+            "traffic": state.traffic.facts(now, self.settings.window.eval_s),
+            "fly_reachable": None if not fly.enabled else state.fly_error is None,
+            "context": context,
+        }
 
     async def _unique_open(self, state: AppState, hold: Hold, assessment: Assessment,
                            verify_snap: Any, now: float, step: Step) -> Step:
@@ -263,6 +382,26 @@ def build(
     session: aiohttp.ClientSession,
 ) -> Pipeline:
     """Wire probes and stages for every configured app."""
+    fly = settings.fly
+    fly_probes: list[Any] = []
+    if fly.enabled:
+        assert fly.api_token is not None
+        client = FlyClient(session, clock, token=fly.api_token, machines_url=fly.machines_url,
+                           api_url=fly.api_url,
+                           prometheus_url=fly.metrics_url if fly.metrics == "prometheus"
+                           else None, timeout_s=fly.timeout_s)
+        for app in settings.apps:
+            fly_probes += [
+                MachinesProbe(app.name, client, clock, span_s=settings.window.span_s),
+                LogsProbe(app.name, client, clock),
+                ReleasesProbe(app.name, client, clock),
+            ]
+            if fly.metrics == "prometheus":
+                fly_probes.append(QueryTraffic(app.name, client, clock,
+                                               over_s=settings.window.eval_s))
+    if fly.metrics == "scrape" and fly.metrics_url:
+        fly_probes.append(ScrapeTraffic(fly.metrics_url, [a.name for a in settings.apps],
+                                        session, clock, timeout_s=fly.timeout_s))
     probes: list[Probe] = []
     for app in settings.apps:
         budget = settings.budget_for(app)
@@ -274,4 +413,4 @@ def build(
         if app.synthetic_url:
             probes.append(HttpProbe(app.name, "synthetic", app.synthetic_url,
                                     latency_budget_ms=budget, **common))
-    return Pipeline(settings, clock, store, metrics, probes)
+    return Pipeline(settings, clock, store, metrics, probes, fly_probes)

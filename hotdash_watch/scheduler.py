@@ -17,8 +17,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 
 from hotdash_watch.clock import SystemClock
-from hotdash_watch.pipeline import Pipeline
-from hotdash_watch.probes.base import Probe
+from hotdash_watch.pipeline import Job, Pipeline
 
 __all__ = ["Scheduler"]
 
@@ -41,14 +40,12 @@ class Scheduler:
     def start(self) -> None:
         s = self.pipeline.settings
         first_run = _REAL_TIME.now()  # APScheduler triggers run on real time (module docstring)
-        for probe in self.pipeline.probes:
-            app = s.app(probe.app)
+        jitter = self._real(s.probes.jitter_s) or None
+        for job in self.pipeline.jobs():
             self._sched.add_job(
-                self._probe,
-                IntervalTrigger(seconds=self._real(s.interval_for(app)),
-                                jitter=self._real(s.probes.jitter_s) or None),
-                args=[probe], id=f"probe:{probe.app}:{probe.name}", max_instances=1,
-                coalesce=True, misfire_grace_time=None, next_run_time=first_run,
+                self._run, IntervalTrigger(seconds=self._real(job.interval_s), jitter=jitter),
+                args=[job], id=job.id, max_instances=1, coalesce=True, misfire_grace_time=None,
+                next_run_time=first_run,
             )
         self._sched.add_job(
             self._evaluate, IntervalTrigger(seconds=self._real(s.timers.evaluation_interval_s)),
@@ -56,16 +53,16 @@ class Scheduler:
         )
         self._sched.start()
 
-    async def _probe(self, probe: Probe) -> None:
+    async def _run(self, job: Job) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._inflight.add(task)
         try:
-            await self.pipeline.run_probe(probe)
+            await job.run()
         except asyncio.CancelledError:  # shutdown past its grace period: expected, not an error
-            log.info("probe_cancelled", app=probe.app, probe=probe.name)
+            log.info("job_cancelled", job=job.id)
         except Exception:  # a probe must never take the scheduler down
-            log.exception("probe_crashed", app=probe.app, probe=probe.name)
+            log.exception("job_crashed", job=job.id)
         finally:
             if task is not None:
                 self._inflight.discard(task)

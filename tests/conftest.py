@@ -13,9 +13,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from hotdash_watch.clock import ManualClock
-from hotdash_watch.demo import DemoService
 from hotdash_watch.records.tables import metadata
 from tests.support.services import require_postgres_url
+from tests.support.target import LocalService
 
 
 @pytest.fixture
@@ -58,9 +58,9 @@ async def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIter
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[DemoService]:
+async def service() -> AsyncIterator[LocalService]:
     """A local HTTP service whose /health fails ``error_ratio`` of requests."""
-    svc = DemoService()
+    svc = LocalService()
     await svc.start()
     yield svc
     await svc.stop()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hotdash_watch.demo import DemoService
+from tests.support.target import LocalService
 
 
 async def _start(config: Path, tmp_path: Path) -> asyncio.subprocess.Process:
@@ -36,7 +36,7 @@ async def _wait_for(proc: asyncio.subprocess.Process, needle: str) -> list[str]:
 
 class TestRun:
     @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
-    async def test_signal_drains_and_exits_zero(self, tmp_path: Path, service: DemoService,
+    async def test_signal_drains_and_exits_zero(self, tmp_path: Path, service: LocalService,
                                                 sig: signal.Signals):
         """On SIGTERM or SIGINT the daemon stops its probes, closes the store and exits 0
         within a few seconds."""

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
-from hotdash_watch.demo import DemoService
 from hotdash_watch.incident_model import Event, State
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings
+from tests.support.target import LocalService
 
 STEP = 5.0  # seconds between passes: the default probe and evaluation interval
 
@@ -49,7 +49,7 @@ def incident(d: Daemon):
 
 class TestIncidentLifecycle:
     async def test_outage_opens_escalates_verifies_and_resolves(
-        self, service: DemoService, store_url: str, clock: ManualClock
+        self, service: LocalService, store_url: str, clock: ManualClock
     ):
         """A service failing every request opens an incident that escalates to SEV-1, and it
         resolves only after the 10-minute stabilization with good checks and < 1 % errors."""
@@ -90,7 +90,7 @@ class TestIncidentLifecycle:
             assert stored.opened_at == opened_at
 
     async def test_flapping_service_opens_nothing(
-        self, service: DemoService, store_url: str, clock: ManualClock
+        self, service: LocalService, store_url: str, clock: ManualClock
     ):
         """A service that fails every other evaluation for 10 minutes... is an incident once,
         and never opens and closes one each cycle."""
@@ -107,7 +107,7 @@ class TestIncidentLifecycle:
 
 class TestRestart:
     async def test_restart_mid_incident_resumes_it(
-        self, service: DemoService, store_url: str, clock: ManualClock
+        self, service: LocalService, store_url: str, clock: ManualClock
     ):
         """Killed and started again mid-incident, the daemon resumes the open incident instead
         of opening a second one, and resolves it later."""
@@ -133,7 +133,7 @@ class TestRestart:
 
 
 class TestHttpSurface:
-    async def test_endpoints(self, service: DemoService, tmp_path, clock: ManualClock):
+    async def test_endpoints(self, service: LocalService, tmp_path, clock: ManualClock):
         """/metrics, /healthz, /readyz and /api/incidents answer as documented."""
         url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
         async with daemon(service.url, url, clock) as d, aiohttp.ClientSession() as http:
@@ -167,7 +167,7 @@ class TestHttpSurface:
 
 class TestLogs:
     async def test_lines_about_an_app_carry_app_and_incident(
-        self, service: DemoService, tmp_path, clock: ManualClock, log_events
+        self, service: LocalService, tmp_path, clock: ManualClock, log_events
     ):
         """Every log line about an app carries ``app``; during an incident, ``incident_id``."""
         url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"

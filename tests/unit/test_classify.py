@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -9,13 +11,13 @@ from hypothesis import strategies as st
 from hotdash_watch.classify import (
     Assessment,
     Hold,
-    MachineFacts,
     Reason,
     Signal,
     classify,
     debounce,
 )
 from hotdash_watch.config import HysteresisSettings, Thresholds
+from hotdash_watch.probes.machines import MachineFacts
 from hotdash_watch.severity import Severity
 from tests.support.factories import snapshot
 
@@ -46,7 +48,7 @@ class TestErrorRate:
     def test_reason_text_carries_numbers(self):
         """A finding names the measured rate, the counts and the threshold crossed."""
         a = classify(snapshot(total=20, failures=12), T, 1000.0)
-        assert a.reasons == ("error rate 60.0 % over 60 s (12/20) > 50.0 %",)
+        assert a.reasons == ("error rate 60.0 % over 60 s (12/20 probes) > 50.0 %",)
         assert a.evidence["error_ratio"] == 0.6
 
     def test_too_few_samples_is_inconclusive(self):
@@ -57,7 +59,8 @@ class TestErrorRate:
 
     def test_watcher_side_failures_are_not_service_failures(self):
         """When only watcher-side failures are seen, the service is not judged at all."""
-        a = classify(snapshot(total=0, failures=0, watcher_failures=12, p95_ms=None), T, 1.0)
+        a = classify(snapshot(total=0, failures=0, watcher_failures=12, p95_ms=None,
+                              latency_samples=0), T, 1.0)
         assert a.severity is None
         assert a.watcher_side
         assert not a.conclusive
@@ -84,14 +87,14 @@ class TestMachinesAndSignals:
     @pytest.mark.parametrize(
         ("facts", "expected", "reason"),
         [
-            (MachineFacts(total=3, started_healthy=0, down=3), S1, Reason.ALL_MACHINES_DOWN),
-            (MachineFacts(total=3, started_healthy=2, down=1), S2, Reason.PARTIAL_OUTAGE),
-            (MachineFacts(total=2, started_healthy=0, down=0, idle_stopped=2), None, None),
-            (MachineFacts(total=2, started_healthy=2, down=0, oom_kills=1), S3,
+            (MachineFacts(at=1, total=3, started_healthy=0, down=3), S1, Reason.ALL_MACHINES_DOWN),
+            (MachineFacts(at=1, total=3, started_healthy=2, down=1), S2, Reason.PARTIAL_OUTAGE),
+            (MachineFacts(at=1, total=2, started_healthy=0, down=0, idle_stopped=2), None, None),
+            (MachineFacts(at=1, total=2, started_healthy=2, down=0, oom_kills=1), S3,
              Reason.OOM_KILL_SINGLE),
-            (MachineFacts(total=2, started_healthy=2, down=0, oom_kills=3), S2,
+            (MachineFacts(at=1, total=2, started_healthy=2, down=0, oom_kills=3), S2,
              Reason.OOM_KILLS_MULTIPLE),
-            (MachineFacts(total=2, started_healthy=2, down=0,
+            (MachineFacts(at=1, total=2, started_healthy=2, down=0,
                           autoscaling_problem="machines never stop when idle"), S3,
              Reason.AUTOSCALING),
         ],
@@ -173,3 +176,74 @@ class TestHysteresis:
                 assert len(window) == n
                 assert all(s is not None and s.rank >= lvl.rank for s in window)
             prev = lvl
+
+
+def _traffic(requests: float, errors: float, p95: float | None = 80.0, over_s: float = 60.0):
+    from hotdash_watch.probes.prometheus import TrafficFacts
+
+    return TrafficFacts(requests, errors, errors / requests if requests else None, p95, over_s)
+
+
+HEALTHY = MachineFacts(at=1, total=2, started_healthy=2, down=0)
+
+
+class TestSources:
+    def test_real_traffic_is_preferred_over_probes(self):
+        """With enough edge requests, their error rate grades the app, not the probes'."""
+        a = classify(snapshot(total=20, failures=0), T, 1.0, traffic=_traffic(300, 120))
+        assert a.severity is S2
+        assert "edge requests" in a.reasons[0]
+        assert a.evidence["traffic"]["error_ratio"] == 0.4
+
+    def test_thin_traffic_falls_back_to_probes(self):
+        """A handful of edge requests is too thin for a ratio: the probes stand in."""
+        a = classify(snapshot(total=20, failures=12), T, 1.0, traffic=_traffic(4, 0))
+        assert a.severity is S1 and "probes" in a.reasons[0]
+
+    def test_unreachable_service_with_healthy_machines_is_watcher_side(self):
+        """Probes that cannot connect while the Machines API reports every machine started
+        and passing point at the watcher: no service finding, watcher_side set."""
+        snap = dataclasses.replace(snapshot(total=20, failures=20),
+                                   failure_kinds=(("timeout", 12), ("connect", 8)))
+        a = classify(snap, T, 1.0, machines=HEALTHY)
+        assert a.severity is None and a.watcher_side
+        assert "Machines API reports 2/2" in a.evidence["watcher_side"][0]
+
+    def test_5xx_answers_are_never_watcher_side(self):
+        """A service that answers 5xx was reached: its errors count even if Fly says healthy."""
+        a = classify(snapshot(total=20, failures=20), T, 1.0, machines=HEALTHY)
+        assert a.severity is S1 and not a.watcher_side
+
+    def test_fly_unreachable_and_probes_failing(self):
+        """When neither the service nor Fly can be reached, the severity stands (page) but
+        the assessment is watcher-side (never mitigate)."""
+        snap = dataclasses.replace(snapshot(total=20, failures=20),
+                                   failure_kinds=(("connect", 20),))
+        a = classify(snap, T, 1.0, fly_reachable=False)
+        assert a.severity is S1 and a.watcher_side
+
+
+class TestAutoscaling:
+    def test_machines_never_stop_when_idle(self):
+        """Autostop on, several machines started for longer than idle_stop_after_s at almost
+        no traffic: SEV-3 auto-scaling misbehaving."""
+        m = MachineFacts(at=5000.0, total=3, started_healthy=3, down=0, autostop=True,
+                         min_running=1, started_since=1000.0)
+        a = classify(snapshot(), T, 5000.0, machines=m, traffic=_traffic(12, 0))
+        assert a.severity is S3 and a.findings[0].reason is Reason.AUTOSCALING
+        assert "never stop when idle" in a.reasons[0]
+
+    def test_not_before_the_idle_period(self):
+        """Machines started recently are not yet a finding."""
+        m = MachineFacts(at=5000.0, total=3, started_healthy=3, down=0, autostop=True,
+                         min_running=1, started_since=4500.0)
+        assert classify(snapshot(), T, 5000.0, machines=m, traffic=_traffic(12, 0)).severity \
+            is None
+
+    def test_requests_fail_while_all_stopped(self):
+        """Every machine idle-stopped, autostart on, and requests failing: SEV-3 finding
+        besides the error rate."""
+        m = MachineFacts(at=1, total=2, started_healthy=0, down=0, idle_stopped=2)
+        a = classify(snapshot(total=20, failures=3), T, 1.0, machines=m)
+        assert Reason.AUTOSCALING in [f.reason for f in a.findings]
+        assert "do not start on request" in " ".join(a.reasons)

@@ -1,0 +1,73 @@
+"""The watcher's only way to Fly: Machines API, GraphQL releases, logs polling, Prometheus.
+
+* ``client.FlyClient`` - one façade over every call, built with base URLs, token, session, clock.
+* ``errors`` - the ``FlyError`` tree; "retryable" is the type ``FlyUnavailable``.
+* ``models`` - frozen values (``Machine``, ``MachineEvent``, ``Release``, ``LogPage``, ``Lease``,
+  ``Sample``) and the parsers that build them from untrusted JSON.
+* ``retry`` - the tenacity policy, sleeping on the daemon's clock.
+* ``logs.LogFollower`` - each log line once, across overlapping pages.
+* ``scrape`` - the Prometheus text format, counter rates, histogram quantiles (for ``/metrics``).
+"""
+
+from hotdash_watch.fly.client import NONCE_HEADER, RELEASES_QUERY, FlyClient, auth_header
+from hotdash_watch.fly.errors import (
+    FlyConflict,
+    FlyError,
+    FlyMalformed,
+    FlyNotFound,
+    FlyRateLimited,
+    FlyRejected,
+    FlyUnauthorized,
+    FlyUnavailable,
+    LeaseHeld,
+)
+from hotdash_watch.fly.logs import LogFollower
+from hotdash_watch.fly.models import (
+    CheckStatus,
+    ExitInfo,
+    Lease,
+    LogLine,
+    LogPage,
+    Machine,
+    MachineEvent,
+    Release,
+    Sample,
+)
+from hotdash_watch.fly.retry import RetryPolicy
+from hotdash_watch.fly.scrape import (
+    CounterDelta,
+    CounterRates,
+    histogram_quantile,
+    parse_exposition,
+)
+
+__all__ = [
+    "NONCE_HEADER",
+    "RELEASES_QUERY",
+    "CheckStatus",
+    "CounterDelta",
+    "CounterRates",
+    "ExitInfo",
+    "FlyClient",
+    "FlyConflict",
+    "FlyError",
+    "FlyMalformed",
+    "FlyNotFound",
+    "FlyRateLimited",
+    "FlyRejected",
+    "FlyUnauthorized",
+    "FlyUnavailable",
+    "Lease",
+    "LeaseHeld",
+    "LogFollower",
+    "LogLine",
+    "LogPage",
+    "Machine",
+    "MachineEvent",
+    "Release",
+    "RetryPolicy",
+    "Sample",
+    "auth_header",
+    "histogram_quantile",
+    "parse_exposition",
+]
