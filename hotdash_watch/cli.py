@@ -31,12 +31,20 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a settings file; exit 2 when invalid")
     check.add_argument("file")
 
-    demo = sub.add_parser("demo", help="watch a local service through a scripted incident")
-    demo.add_argument("--time-scale", type=float, default=40.0,
-                      help="clock speed-up (default 40: 10 minutes pass in 15 s)")
+    demo = sub.add_parser("demo", help="the daemon against the built-in Fly simulator, with a "
+                          "scripted incident")
+    demo.add_argument("--time-scale", type=float, default=20.0,
+                      help="clock speed-up (default 20: 10 minutes pass in 30 s)")
     demo.add_argument("--port", type=int, default=9464, help="port of /metrics and /api")
     demo.add_argument("--exit-when-done", action="store_true",
                       help="stop once the scripted incident has resolved")
+
+    sim = sub.add_parser("simulate", help="run a scenario: the simulator and the daemon together")
+    sim.add_argument("scenario", help="scenario TOML file (see config/scenarios/)")
+    sim.add_argument("--time-scale", type=float, default=60.0,
+                     help="every duration divided by this (default 60)")
+    sim.add_argument("--report", help="write the JSON report to this file")
+    sim.add_argument("--config", "-c", help="daemon settings; targets are pointed at the simulator")
 
     inc = sub.add_parser("incidents", help="list incidents from the store")
     inc.add_argument("--config", "-c")
@@ -115,6 +123,49 @@ async def _incidents(args: argparse.Namespace) -> int:
         await store.close()
 
 
+async def _simulate(args: argparse.Namespace) -> int:
+    from hotdash_watch.sim.runner import simulate, write_report
+
+    if args.time_scale <= 0:
+        print(f"hotdash-watch: --time-scale must be > 0, got {args.time_scale:g}",
+              file=sys.stderr)
+        return EXIT_CONFIG
+    logs.configure("auto", "warning")
+    report = await simulate(args.scenario, time_scale=args.time_scale, config=args.config)
+    if args.report:
+        write_report(report, args.report)
+    print(render_report(report))
+    return 0
+
+
+def render_report(report: dict[str, object]) -> str:
+    """A short reading of the simulate report for a person."""
+    incidents = report["incidents"]
+    s = report["summary"]
+    assert isinstance(incidents, list) and isinstance(s, dict)
+    lines = [f"scenario {report['scenario']} (time scale {report['time_scale']:g}): "
+             f"{len(incidents)} incident(s), {s['actions']} action(s), "
+             f"{len(report['pages'])} page(s)"]  # type: ignore[arg-type]
+    for i in incidents:
+        at = i["resolved_at_s"]
+        resolved = "still open" if at is None else f"resolved {at} s"
+        lines.append(f"  {i['id']}  {i['app']}  max {i['max_severity']}  "
+                     f"opened {i['opened_at_s']} s, {resolved}")
+        for e in i["timeline"]:
+            lines.append(f"    {e['at_s']:>7} s  {e['event']:<16} {e['severity']}  "
+                         f"{'; '.join(e['reasons'])}")
+
+    def fmt(key: str) -> str:
+        v = s.get(key)
+        return "-" if v is None else f"{v} s"
+
+    lines.append(f"detected: {'yes' if s['detected'] else 'no'}; after the first fault: "
+                 f"detection {fmt('detection_latency_s')}, first action "
+                 f"{fmt('time_to_first_action_s')}, recovered {fmt('time_to_recover_s')}, "
+                 f"resolved {fmt('time_to_resolve_s')}; max severity {s['max_severity'] or '-'}")
+    return "\n".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -131,6 +182,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(args.time_scale, args.port, args.exit_when_done))
         if args.command == "incidents":
             return asyncio.run(_incidents(args))
+        if args.command == "simulate":
+            from hotdash_watch.sim.scenario import ScenarioError
+
+            try:
+                return asyncio.run(_simulate(args))
+            except ScenarioError as e:
+                print(str(e), file=sys.stderr)
+                return EXIT_CONFIG
     except ConfigError as e:
         print(e.render(), file=sys.stderr)
         return EXIT_CONFIG

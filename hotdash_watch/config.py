@@ -84,7 +84,7 @@ class Thresholds(_Section):
         1.0, ge=0, description="req/s per started machine below which an app counts as idle"
     )
     idle_stop_after_s: Seconds = Field(
-        900.0, gt=0, description="idle this long with autostop on and machines still started: "
+        600.0, gt=0, description="idle this long with autostop on and machines still started: "
         "auto-scaling misbehaving (SEV-3)"
     )
 
@@ -260,6 +260,10 @@ class FlySettings(_Section):
     releases_interval_s: Seconds = Field(60.0, gt=0, description="releases poll interval")
     recent_release_s: Seconds = Field(
         7200.0, gt=0, description="a release younger than this is a suspect (deploy correlation)"
+    )
+    check_grace_s: Seconds = Field(
+        30.0, ge=0, description="a started machine's checks must fail this long before it "
+        "counts as down (one flapping check is not an outage)"
     )
     stale_after_polls: int = Field(
         3, ge=1, description="machine facts older than this many polls are not used"

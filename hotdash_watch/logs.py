@@ -81,6 +81,9 @@ def configure(
     # Libraries (APScheduler, aiohttp) log through the standard library: warnings and up only.
     logging.basicConfig(stream=stream, level=logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", force=True)
+    # A probe still running when its next run is due is skipped by design (max_instances=1);
+    # APScheduler would warn about each skip. The probe's own timeout is what gets reported.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

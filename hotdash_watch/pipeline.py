@@ -357,7 +357,8 @@ class Pipeline:
                           "reasons": list(e.reasons)}
                 if e.event is Event.OPENED:
                     m.incidents_opened.labels(inc.app, inc.severity.value).inc()
-                    log.error("incident_opened", **fields, evidence=inc.evidence)
+                    log.error("incident_opened", **fields, **_headline(inc.evidence))
+                    log.debug("incident_evidence", evidence=inc.evidence)
                 elif e.event is Event.RESOLVED:
                     log.info("incident_resolved", **fields,
                              duration_s=round(e.at - inc.opened_at, 1), checks=e.detail)
@@ -372,6 +373,21 @@ class Pipeline:
                 state.pending_checks = pending
             elif not inc.is_open:
                 state.pending_checks = ()
+
+
+def _headline(evidence: dict[str, Any]) -> dict[str, Any]:
+    """The few numbers a person reads first; the full evidence is in the store and the API."""
+    out: dict[str, Any] = {k: evidence.get(k) for k in ("error_ratio", "p95_ms")}
+    machines = evidence.get("machines")
+    if isinstance(machines, dict):
+        out["machines"] = f"{machines.get('started_healthy')}/{machines.get('total')} healthy"
+    logs = evidence.get("logs")
+    if isinstance(logs, dict) and logs.get("dependency_hints"):
+        out["dependency_hints"] = logs["dependency_hints"]
+    release = evidence.get("release")
+    if isinstance(release, dict) and release.get("deployed_s_ago") is not None:
+        out["deployed_s_ago"] = release["deployed_s_ago"]
+    return out
 
 
 def build(
@@ -392,7 +408,8 @@ def build(
                            else None, timeout_s=fly.timeout_s)
         for app in settings.apps:
             fly_probes += [
-                MachinesProbe(app.name, client, clock, span_s=settings.window.span_s),
+                MachinesProbe(app.name, client, clock, span_s=settings.window.span_s,
+                              check_grace_s=fly.check_grace_s),
                 LogsProbe(app.name, client, clock),
                 ReleasesProbe(app.name, client, clock),
             ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +17,9 @@ from hotdash_watch.clock import ManualClock
 from hotdash_watch.records.tables import metadata
 from tests.support.services import require_postgres_url
 from tests.support.target import LocalService
+
+# Tests read logs as data (``log_events``); debug lines (one per evaluation pass) are dropped.
+structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
 
 
 @pytest.fixture

@@ -98,13 +98,37 @@ def _service(m: Machine) -> dict[str, object]:
     return dict(services[0]) if services else {}
 
 
+def _failing_for(m: Machine, now: float) -> float:
+    """How long the machine's failing checks have been failing (0 when unknown)."""
+    since = [c.updated_at for c in m.checks if c.status != "passing" and c.updated_at]
+    return now - max(since) if since else 0.0
+
+
 def machine_facts(machines: Sequence[Machine], ledger: ExitLedger, now: float,
-                  up_since: dict[str, float]) -> MachineFacts:
-    """Facts of one poll. ``up_since`` (machine -> first seen started) is updated in place."""
+                  up_since: dict[str, float], *, check_grace_s: float = 0.0,
+                  changing_since: dict[str, tuple[str, float]] | None = None) -> MachineFacts:
+    """Facts of one poll. ``up_since`` (machine -> first seen started) is updated in place.
+
+    A started machine whose checks turned critical less than ``check_grace_s`` ago still counts
+    as healthy: one flapping check is not an outage (a stopped or failed machine counts at once).
+    A machine in a transient state (starting, stopping, replacing...) is changing, not down,
+    for ``check_grace_s`` after it was first seen in that state (``changing_since``, updated in
+    place); stuck there longer, it is down.
+    """
     serving = [m for m in machines if not m.is_standby]
+    changing_since = {} if changing_since is None else changing_since
+    for mid in [k for k, (state, _) in changing_since.items()
+                if not any(m.id == k and m.state == state for m in serving)]:
+        del changing_since[mid]
     healthy, down, idle, unhealthy = [], [], [], []
     for m in serving:
-        if m.state == SERVING and m.checks_passing is not False:
+        if m.state in TRANSIENT:
+            _, since = changing_since.setdefault(m.id, (m.state, now))
+            if now - since < check_grace_s:
+                continue  # in flux: neither serving nor down yet
+            down.append(m.id)
+        elif m.state == SERVING and (m.checks_passing is not False
+                                     or _failing_for(m, now) < check_grace_s):
             healthy.append(m.id)
         elif m.state == SERVING:
             unhealthy.append(m.id)
@@ -155,13 +179,16 @@ class MachinesProbe:
 
     kind = "machines"
 
-    def __init__(self, app: str, client: FlyClient, clock: Clock, *, span_s: float) -> None:
+    def __init__(self, app: str, client: FlyClient, clock: Clock, *, span_s: float,
+                 check_grace_s: float = 0.0) -> None:
         self.app = app
         self.name = "machines"
         self.client = client
         self.clock = clock
         self.ledger = ExitLedger(span_s)
+        self.check_grace_s = check_grace_s
         self._up_since: dict[str, float] = {}
+        self._changing: dict[str, tuple[str, float]] = {}
 
     async def run(self) -> MachinesReport:
         try:
@@ -171,5 +198,6 @@ class MachinesProbe:
                                   error=f"{type(e).__name__}: {e}")
         now = self.clock.timestamp()
         new = self.ledger.record(machines, now)
-        facts = machine_facts(machines, self.ledger, now, self._up_since)
+        facts = machine_facts(machines, self.ledger, now, self._up_since,
+                              check_grace_s=self.check_grace_s, changing_since=self._changing)
         return MachinesReport(self.app, now, facts, tuple(machines), tuple(new))

@@ -236,7 +236,7 @@ class TestAutoscaling:
     def test_not_before_the_idle_period(self):
         """Machines started recently are not yet a finding."""
         m = MachineFacts(at=5000.0, total=3, started_healthy=3, down=0, autostop=True,
-                         min_running=1, started_since=4500.0)
+                         min_running=1, started_since=4700.0)
         assert classify(snapshot(), T, 5000.0, machines=m, traffic=_traffic(12, 0)).severity \
             is None
 

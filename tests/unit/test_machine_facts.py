@@ -55,3 +55,17 @@ class TestMachineFacts:
         machines = [dataclasses.replace(machines[1], is_standby=True), machines[0]]
         f = _facts(machines)
         assert f.total == 1 and f.down == 0
+
+
+class TestCheckGrace:
+    def test_recently_failing_check_is_not_yet_down(self):
+        """A started machine whose check turned critical seconds ago is not counted down yet;
+        after the grace period it is."""
+        machines = parse_machines(load("machines-list.json"))
+        bad = machines[2]  # started, checks critical
+        changed = max(c.updated_at for c in bad.checks if c.status != "passing")
+        ledger = ExitLedger(900)
+        soon = machine_facts([bad], ledger, changed + 5, {}, check_grace_s=30)
+        later = machine_facts([bad], ledger, changed + 31, {}, check_grace_s=30)
+        assert (soon.down, soon.started_healthy) == (0, 1)
+        assert (later.down, later.started_healthy) == (1, 0)
