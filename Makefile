@@ -25,6 +25,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/window.py
 	$(BIN)/python bench/probes.py
 	$(BIN)/python bench/footprint.py
+	$(BIN)/python bench/machines_probe.py
+	$(BIN)/python bench/detection.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
