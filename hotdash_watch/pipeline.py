@@ -274,6 +274,15 @@ class Pipeline:
                 return None
         state.hold = hold
         self._report_step(state, step)
+        if state.incident is not None or step.changed:
+            try:
+                await self.store.add_samples([(
+                    state.name, now, assessment.evidence.get("error_ratio"),
+                    assessment.evidence.get("p95_ms"),
+                    assessment.severity.value if assessment.severity else None)])
+            except Exception as e:  # a lost sample only thins the report's chart
+                self.metrics.store_errors.inc()
+                log.warning("sample_write_failed", error=type(e).__name__)
         if step.incident is not None:
             timeline = (*step.incident.timeline, *step.entries)
             state.incident = (dataclasses.replace(step.incident, timeline=timeline)

@@ -38,7 +38,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import Select, event, func, insert, select, text
+from sqlalchemy import Select, delete, event, func, insert, select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
-from hotdash_watch.records.tables import incidents, kv, metadata, timeline
+from hotdash_watch.records.tables import incidents, kv, metadata, samples, timeline
 from hotdash_watch.severity import Severity
 
 __all__ = ["CONNECT_TIMEOUT_S", "Store", "StoreError", "redact_store_url"]
@@ -454,6 +454,39 @@ class Store:
         with self._errors(f"cannot write state {key!r}"):
             async with self._engine.begin() as conn:
                 await conn.execute(self._upsert(kv, "key", row))
+
+    # -- samples -------------------------------------------------------------------------------
+
+    async def add_samples(self, rows: Sequence[tuple[str, float, float | None, float | None,
+                                                     str | None]]) -> None:
+        """Append (app, at, error_ratio, p95_ms, severity) rows; non-finite numbers become None."""
+        if not rows:
+            return
+
+        def finite(v: float | None) -> float | None:
+            return v if v is not None and math.isfinite(v) else None
+
+        values = [{"app": a, "at": float(at), "error_ratio": finite(r), "p95_ms": finite(p),
+                   "severity": sev} for a, at, r, p, sev in rows]
+        with self._errors("cannot write samples"):
+            async with self._engine.begin() as conn:
+                await conn.execute(insert(samples), values)
+
+    async def samples(self, app: str, start: float, end: float
+                      ) -> list[tuple[float, float | None, float | None, str | None]]:
+        """(at, error_ratio, p95_ms, severity) of ``app`` between ``start`` and ``end``."""
+        query = (select(samples.c.at, samples.c.error_ratio, samples.c.p95_ms,
+                        samples.c.severity)
+                 .where(samples.c.app == app, samples.c.at >= start, samples.c.at <= end)
+                 .order_by(samples.c.at))
+        with self._errors(f"cannot read samples of {app}"):
+            async with self._engine.connect() as conn:
+                return [tuple(r) for r in (await conn.execute(query)).all()]  # type: ignore[misc]
+
+    async def prune_samples(self, before: float) -> None:
+        with self._errors("cannot prune samples"):
+            async with self._engine.begin() as conn:
+                await conn.execute(delete(samples).where(samples.c.at < before))
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -4,6 +4,8 @@
 * ``timeline`` - the incident's timeline, one row per entry; ``seq`` orders the entries of one
   incident (1, 2, 3, ...) and is unique with ``incident_id``.
 * ``kv`` - small daemon state (budgets, heartbeats) as JSON values under string keys.
+* ``samples`` - per app, the error ratio and p95 of each evaluation while an incident is open
+  (the post-incident report draws them).
 
 Times are epoch seconds (UTC) as floats, exactly as in the values; enums are stored as their
 string values. The partial unique index ``one_open_incident_per_app`` is the database's guarantee
@@ -27,7 +29,7 @@ from sqlalchemy import (
 
 from hotdash_watch.incident_model import State
 
-__all__ = ["incidents", "kv", "metadata", "timeline"]
+__all__ = ["incidents", "kv", "metadata", "samples", "timeline"]
 
 # Deterministic constraint names, so that a later migration can refer to them by name.
 metadata = MetaData(naming_convention={
@@ -92,4 +94,16 @@ kv = Table(
     Column("key", String(200), primary_key=True),
     Column("value", JSON, nullable=True),
     Column("updated_at", Float, nullable=False),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String, nullable=False),
+    Column("at", Float, nullable=False),
+    Column("error_ratio", Float, nullable=True),
+    Column("p95_ms", Float, nullable=True),
+    Column("severity", String(10), nullable=True),
+    Index("ix_samples_app_at", "app", "at"),
 )

@@ -410,3 +410,16 @@ class TestServiceRule:
             services.require_postgres_url("postgresql+asyncpg://postgres@127.0.0.1:1/test")
 
         assert "PostgreSQL not reachable at 127.0.0.1:1" in str(raised.value.msg)
+
+
+class TestSamples:
+    async def test_round_trip_and_window(self, store: Store) -> None:
+        """Samples come back in time order within the asked window; NaN is stored as None."""
+        await store.add_samples([("svc", 10.0, 0.5, 120.0, "SEV-1"),
+                                 ("svc", 5.0, None, float("nan"), None),
+                                 ("other", 7.0, 0.1, 1.0, None)])
+        assert await store.samples("svc", 0, 100) == [(5.0, None, None, None),
+                                                     (10.0, 0.5, 120.0, "SEV-1")]
+        assert await store.samples("svc", 6, 100) == [(10.0, 0.5, 120.0, "SEV-1")]
+        await store.prune_samples(before=8.0)
+        assert await store.samples("svc", 0, 100) == [(10.0, 0.5, 120.0, "SEV-1")]
