@@ -282,6 +282,57 @@ class FlySettings(_Section):
         return self
 
 
+class ChannelSettings(_Section):
+    """One paging channel. Secrets (URL, routing key, HMAC key) are never logged or paged."""
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                      description="label of the channel in metrics and the API")
+    kind: Literal["webhook", "slack", "pagerduty", "alertmanager"]
+    url: SecretStr | None = Field(
+        None, description="webhook/Slack URL, Alertmanager base URL, or the PagerDuty events "
+        "endpoint (default https://events.pagerduty.com/v2/enqueue)")
+    routing_key: SecretStr | None = Field(None, description="PagerDuty integration key")
+    hmac_secret: SecretStr | None = Field(
+        None, description="webhook: sign bodies with HMAC-SHA256 (X-Hotdash-Signature)")
+    min_severity: Literal["SEV-1", "SEV-2", "SEV-3"] = Field(
+        "SEV-3", description="pages below this severity are not sent on this channel")
+    timeout_s: Seconds = Field(10.0, gt=0, description="time limit of one delivery")
+
+    @model_validator(mode="after")
+    def _needs(self) -> Self:
+        if self.kind == "pagerduty" and self.routing_key is None:
+            raise ValueError("a pagerduty channel needs routing_key")
+        if self.kind != "pagerduty" and self.url is None:
+            raise ValueError(f"a {self.kind} channel needs url")
+        if self.url is not None:
+            _check_http_url(self.url.get_secret_value().split("?")[0] or "x")
+        return self
+
+
+class NotifySettings(_Section):
+    """Paging: channels in failover order, retries, and what pages say."""
+
+    channels: list[ChannelSettings] = Field(default_factory=list)
+    affected: str = Field(
+        "Agent SDK services (LlamaIndex MCP, Agent Service)",
+        description="the AFFECTED line of SEV-1 pages")
+    retry_initial_s: Seconds = Field(5.0, gt=0, description="first retry delay of a page")
+    retry_max_s: Seconds = Field(300.0, gt=0, description="longest retry delay of a page")
+    failover_after_s: Seconds = Field(
+        120.0, gt=0, description="a channel failing this long hands its pages to the next one")
+    journal_path: str = Field("feedback/reliability.md", description="the runbook's journal")
+    artifacts_dir: str = Field(
+        "artifacts/reliability", description="diagnostics and reports, one folder per incident")
+
+    @model_validator(mode="after")
+    def _unique(self) -> Self:
+        names = [c.name for c in self.channels]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
+        return self
+
+
 class ServerSettings(_Section):
     host: str = Field("0.0.0.0", description="address the HTTP server listens on")
     port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /healthz and /api")
@@ -317,6 +368,7 @@ class Settings(BaseSettings):
     timers: TimerSettings = TimerSettings()
     probes: ProbeDefaults = ProbeDefaults()
     fly: FlySettings = FlySettings()
+    notify: NotifySettings = NotifySettings()
     apps: list[AppSettings] = Field(default_factory=list, description="the watched apps")
 
     @classmethod

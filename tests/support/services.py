@@ -63,3 +63,27 @@ def require_postgres_url(url: str = POSTGRES_URL) -> str:
             f"PostgreSQL not reachable at {where.hostname}:{where.port or 5432}: {error}"
         )
     return url
+
+
+# --- Alertmanager -------------------------------------------------------------------------------
+
+ALERTMANAGER_BINARIES = ("prometheus-alertmanager", "alertmanager")
+
+
+def alertmanager_binary() -> str:
+    """The Alertmanager executable (Debian: prometheus-alertmanager), or skip/fail."""
+    import shutil
+
+    for name in ALERTMANAGER_BINARIES:
+        path = shutil.which(name)
+        if path:
+            return path
+    service_unavailable("Alertmanager not installed (apt-get install prometheus-alertmanager)")
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
