@@ -1,0 +1,522 @@
+"""The runbook's journal: the lines of Phases 2 and 5 appended to ``feedback/reliability.md``.
+
+Pure formatters build the lines, in the runbook's own words (``echo "[...] SEV-1 INCIDENT - Agent
+SDK" >> feedback/reliability.md``)::
+
+    [2026-03-01T12:00:05Z] SEV-1 INCIDENT - Agent SDK (hotdash-api)      opened_lines
+    Severity: SEV-1 (Critical)
+    Impact: error rate 62.0 % over 60 s (31/50 probes) > 50.0 %
+    Action Taken: none yet (investigating)
+    Incident ID: INC-20260301-120005
+
+    [2026-03-01T12:20:05Z] INCIDENT RESOLVED                              resolved_lines
+    Duration: 2026-03-01T12:00:05Z to 2026-03-01T12:20:05Z (20 min)
+    Root Cause: error rate 62.0 % ...; evidence: release v5 was deployed 4 min before
+        detection; mitigated by rollback v4 (ok) at 2026-03-01T12:02:10Z     (one line)
+    Incident ID: INC-20260301-120005
+
+``severity_lines`` (escalation, de-escalation, the SEV-3 timer) and ``action_lines`` (a
+mitigation taken) write the same header. Every block ends with an ``Incident ID:`` line (the
+runbook's Phase 4 field) so that blocks of several apps can be told apart, and is followed by a
+blank line so that the markdown file stays readable.
+
+``Journal.append`` writes one block with ONE ``os.write`` on a file opened ``O_APPEND``, in a
+worker thread, under an ``asyncio.Lock``: blocks of concurrent writers (tasks, or another
+process appending to the same file) never interleave, and the event loop never waits on disk.
+
+``preliminary_root_cause`` is the journal's ``Root Cause:`` and the report's root cause: the
+classifier's opening reasons, the evidence that points somewhere (dependency hints in the logs,
+a release deployed shortly before, OOM kills) and the mitigation that worked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import fcntl
+import os
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hotdash_watch.config import Settings
+from hotdash_watch.incident_model import Event, Incident, TimelineEntry
+from hotdash_watch.severity import Severity
+
+__all__ = [
+    "ActionRecord",
+    "Cause",
+    "Journal",
+    "PageRecord",
+    "action_lines",
+    "actions_in_timeline",
+    "as_actions",
+    "as_pages",
+    "causes",
+    "condition_reasons",
+    "duration_min",
+    "iso_utc",
+    "opened_lines",
+    "opening_reasons",
+    "preliminary_root_cause",
+    "resolved_lines",
+    "root_cause_findings",
+    "severity_lines",
+    "worst_reasons",
+]
+
+#: The service name when no settings are given (the ``service_name`` setting's default).
+DEFAULT_SERVICE = str(Settings.model_fields["service_name"].default)
+#: A release younger than this (at detection) is a suspect (the ``fly.recent_release_s`` default).
+RECENT_RELEASE_S = 7200.0
+#: Outcomes that mean an action did what it was meant to.
+WORKED = frozenset({"ok", "success", "succeeded", "done", "healthy", "recovered"})
+NO_ACTION = "none yet (investigating)"
+
+
+# --- small values -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ActionRecord:
+    """One mitigation the watcher took, planned or was refused, as journal and report show it.
+
+    ``kind`` is the action (restart, start, rollback, scale_memory ...), ``target`` what it
+    acted on (a machine id, a release), ``outcome`` how it ended (ok, failed, vetoed, dry_run).
+    """
+
+    at: float
+    kind: str
+    target: str = ""
+    outcome: str = ""
+    reason: str = ""
+
+    @property
+    def worked(self) -> bool:
+        return self.outcome.lower() in WORKED
+
+    def describe(self) -> str:
+        """``restart 148e21ea7e0389 (ok)``, ``rollback v4 (failed)``."""
+        what = f"{self.kind} {self.target}" if self.target else self.kind
+        return f"{what} ({self.outcome})" if self.outcome else what
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """One page sent (or queued) for the incident: its channel, event and delivery outcome."""
+
+    at: float
+    channel: str
+    event: str = ""
+    severity: str = ""
+    status: str = ""
+    outcome: str = ""
+
+    def describe(self) -> str:
+        """``SEV-1 Investigating (opened) via slack: sent``."""
+        head = " ".join(p for p in (self.severity, self.status) if p) or "page"
+        if self.event:
+            head += f" ({self.event})"
+        text = f"{head} via {self.channel}" if self.channel else head
+        return f"{text}: {self.outcome}" if self.outcome else text
+
+
+_R = TypeVar("_R", ActionRecord, PageRecord)
+
+# Other names the same facts go by: the simulate report (``at_s``), the outbox rows of the store
+# (``sent_at``/``created_at``, ``state``) and the action results (``target``/``machine``).
+_ALIASES = {"at": ("at_s", "sent_at", "created_at"), "outcome": ("state",),
+            "target": ("machine",)}
+
+
+def _coerce(item: Any, cls: type[_R]) -> _R:
+    if isinstance(item, cls):
+        return item
+    names = [f.name for f in dataclasses.fields(cls)]
+
+    def get(name: str) -> Any:
+        if isinstance(item, Mapping):
+            return item.get(name)
+        return getattr(item, name, None)
+
+    values: dict[str, Any] = {}
+    for name in names:
+        for key in (name, *_ALIASES.get(name, ())):
+            value = get(key)
+            if value is not None:
+                values[name] = value
+                break
+    nested = get("page")
+    if cls is PageRecord and "status" not in values and isinstance(nested, Mapping):
+        values["status"] = nested.get("status") or ""
+    if "at" not in values:
+        raise ValueError(f"{cls.__name__} needs a time (at): {item!r}")
+    values["at"] = float(values["at"])
+    for name in names[1:]:
+        if name in values:
+            value = values[name]
+            values[name] = str(getattr(value, "value", value))
+    return cls(**values)
+
+
+def as_actions(items: Iterable[Any]) -> list[ActionRecord]:
+    """``ActionRecord``s from records, mappings (``at``/``at_s``, ``kind``, ``target``,
+    ``outcome``, ``reason``) or any object with those attributes; sorted by time."""
+    return sorted((_coerce(i, ActionRecord) for i in items), key=lambda a: a.at)
+
+
+def as_pages(items: Iterable[Any]) -> list[PageRecord]:
+    """``PageRecord``s from records, mappings or objects with the same fields; sorted by time."""
+    return sorted((_coerce(i, PageRecord) for i in items), key=lambda p: p.at)
+
+
+def actions_in_timeline(incident: Incident) -> list[ActionRecord]:
+    """Actions the timeline itself records: entries whose ``detail`` names an ``action``."""
+    found = []
+    for e in incident.timeline:
+        kind = e.detail.get("action") if isinstance(e.detail, Mapping) else None
+        if isinstance(kind, str) and kind:
+            found.append(ActionRecord(
+                at=e.at, kind=kind, target=str(e.detail.get("target") or ""),
+                outcome=str(e.detail.get("outcome") or ""), reason="; ".join(e.reasons)))
+    return found
+
+
+# --- times ----------------------------------------------------------------------------------------
+
+
+def iso_utc(ts: float) -> str:
+    """``2026-03-01T12:00:05Z``: the runbook's ``date -u +%Y-%m-%dT%H:%M:%SZ``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def duration_min(seconds: float) -> int:
+    """Whole minutes, rounded half up (a 90 s incident lasted 2 min)."""
+    return int(max(0.0, seconds) / 60 + 0.5)
+
+
+# --- causes ---------------------------------------------------------------------------------------
+
+
+class Cause(StrEnum):
+    """What kind of failure the reasons and evidence point at (the runbook's scenarios)."""
+
+    ALL_MACHINES_DOWN = "all_machines_down"
+    PARTIAL_OUTAGE = "partial_outage"
+    ERROR_RATE = "error_rate"
+    LATENCY = "latency"
+    OOM = "oom"
+    AUTOSCALING = "autoscaling"
+    DEPENDENCY = "dependency"
+    RECENT_RELEASE = "recent_release"
+    SIGNAL = "signal"  # an operator or inbound alert, or anything the patterns do not know
+
+
+# The classifier's finding texts (classify.py) start with these words.
+_CAUSE_PATTERNS = (
+    (Cause.ALL_MACHINES_DOWN, re.compile(r"\ball machines down\b", re.I)),
+    (Cause.PARTIAL_OUTAGE, re.compile(r"\bpartial outage\b", re.I)),
+    (Cause.ERROR_RATE, re.compile(r"\berror rate\b", re.I)),
+    (Cause.LATENCY, re.compile(r"\b(p95 )?latency\b", re.I)),
+    (Cause.OOM, re.compile(r"\boom\b|out of memory", re.I)),
+    (Cause.AUTOSCALING, re.compile(r"\bauto-?scaling\b", re.I)),
+)
+_NOT_A_CAUSE = re.compile(r"^(signals clear|recovery verified|SEV-3 persisted)", re.I)
+
+
+def _cause_of(reason: str) -> Cause:
+    for cause, pattern in _CAUSE_PATTERNS:
+        if pattern.search(reason):
+            return cause
+    return Cause.SIGNAL
+
+
+def opening_reasons(incident: Incident) -> tuple[str, ...]:
+    """The reasons the incident opened with (its ``opened`` entry), else its latest ones."""
+    for e in incident.timeline:
+        if e.event is Event.OPENED and e.reasons:
+            return e.reasons
+    return incident.reasons
+
+
+#: Entries whose reasons describe the service's condition (not an action or a verification).
+CONDITION_EVENTS = frozenset({Event.OPENED, Event.ESCALATED, Event.ESCALATED_TIMER,
+                              Event.DEESCALATED, Event.REGRESSED})
+
+
+def condition_reasons(incident: Incident) -> list[str]:
+    """Every distinct reason of the entries that describe the condition, in timeline order."""
+    seen: list[str] = []
+    for e in incident.timeline:
+        if e.event in CONDITION_EVENTS:
+            seen += [r for r in e.reasons if r not in seen and not _NOT_A_CAUSE.match(r)]
+    return seen
+
+
+def worst_reasons(incident: Incident) -> tuple[str, ...]:
+    """The reasons of the entry that first reached the incident's worst severity."""
+    for e in incident.timeline:
+        if e.event in CONDITION_EVENTS and e.severity is incident.max_severity and e.reasons:
+            return tuple(r for r in e.reasons if not _NOT_A_CAUSE.match(r))
+    return ()
+
+
+def _dict(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _release_age_at_open(incident: Incident) -> tuple[float, Mapping[str, Any]] | None:
+    """(seconds between the current release's deploy and the opening, the release evidence)."""
+    release = _dict(incident.evidence.get("release"))
+    ago = release.get("deployed_s_ago")
+    if not isinstance(ago, int | float):
+        return None
+    assessed = _dict(incident.evidence.get("probes")).get("at")
+    if isinstance(assessed, int | float):
+        return incident.opened_at - (assessed - ago), release
+    return float(ago), release
+
+
+def causes(incident: Incident, *, recent_release_s: float = RECENT_RELEASE_S) -> tuple[Cause, ...]:
+    """The causes, most telling first: opening reasons, later reasons, then the evidence."""
+    found: list[Cause] = []
+
+    def add(cause: Cause) -> None:
+        if cause not in found:
+            found.append(cause)
+
+    for reason in (*opening_reasons(incident), *condition_reasons(incident), *incident.reasons):
+        if not _NOT_A_CAUSE.match(reason):
+            add(_cause_of(reason))
+    evidence = incident.evidence
+    if _dict(evidence.get("logs")).get("dependency_hints"):
+        add(Cause.DEPENDENCY)
+    age = _release_age_at_open(incident)
+    if age is not None and age[0] <= recent_release_s:
+        add(Cause.RECENT_RELEASE)
+    oom = _dict(evidence.get("machines")).get("oom_kills")
+    if isinstance(oom, int) and oom > 0:
+        add(Cause.OOM)
+    return tuple(found)
+
+
+def _mitigation(actions: Sequence[ActionRecord], incident: Incident) -> str:
+    if not actions:
+        if incident.is_open:
+            return "no mitigation taken yet"
+        return "recovered without a mitigation by the watcher"
+    worked = [a for a in actions if a.worked]
+    if worked:
+        best = worked[-1]
+        return f"mitigated by {best.describe()} at {iso_utc(best.at)}"
+    tried = ", ".join(a.describe() for a in actions)
+    if incident.is_open:
+        return f"mitigations tried without success so far: {tried}"
+    return f"recovered although no mitigation succeeded (tried: {tried})"
+
+
+def root_cause_findings(
+    incident: Incident, *, recent_release_s: float = RECENT_RELEASE_S
+) -> list[str]:
+    """The evidence beyond the reasons, one phrase each (dependency, release, OOM kills)."""
+    out: list[str] = []
+    evidence = incident.evidence
+    hints = _dict(evidence.get("logs")).get("dependency_hints")
+    if hints:
+        names = ", ".join(str(h) for h in hints) if isinstance(hints, list) else str(hints)
+        out.append(f"logs point at a dependency ({names})")
+    age = _release_age_at_open(incident)
+    if age is not None and age[0] <= recent_release_s:
+        seconds, release = age
+        version = release.get("current_version")
+        name = f"release v{version}" if version is not None else "the current release"
+        out.append(f"{name} was deployed {duration_min(seconds)} min before detection")
+    oom = _dict(evidence.get("machines")).get("oom_kills")
+    if isinstance(oom, int) and oom > 0:
+        out.append(f"{oom} OOM kill{'s' if oom != 1 else ''} (exit 137, oom_killed)")
+    return out
+
+
+def preliminary_root_cause(
+    incident: Incident, actions: Iterable[Any] = (), *, recent_release_s: float = RECENT_RELEASE_S
+) -> str:
+    """One line of preliminary findings: opening reasons; evidence; the mitigation that worked.
+
+    Actions recorded in the timeline (``actions_in_timeline``) count as well as ``actions``.
+    """
+    acts = _merge_actions(as_actions(actions), actions_in_timeline(incident))
+    opening = opening_reasons(incident)
+    parts = ["; ".join(opening) or "no classifier reason recorded"]
+    worst = [r for r in worst_reasons(incident) if r not in opening]
+    if worst:
+        parts.append(f"at its worst ({incident.max_severity.value}): " + "; ".join(worst))
+    findings = root_cause_findings(incident, recent_release_s=recent_release_s)
+    if findings:
+        parts.append("evidence: " + ", ".join(findings))
+    parts.append(_mitigation(acts, incident))
+    return _one_line("; ".join(parts))
+
+
+def _merge_actions(
+    given: Sequence[ActionRecord], recorded: Sequence[ActionRecord]
+) -> list[ActionRecord]:
+    seen = {(a.at, a.kind, a.target) for a in given}
+    merged = list(given) + [a for a in recorded if (a.at, a.kind, a.target) not in seen]
+    return sorted(merged, key=lambda a: a.at)
+
+
+# --- the runbook's lines --------------------------------------------------------------------------
+
+
+def _one_line(text: str) -> str:
+    """Text that cannot break a journal line (or forge the next one)."""
+    return " ".join(text.split())
+
+
+def _service(settings: Settings | None) -> str:
+    return settings.service_name if settings is not None else DEFAULT_SERVICE
+
+
+def _header(severity: Severity, at: float, incident: Incident, settings: Settings | None) -> str:
+    return f"[{iso_utc(at)}] {severity.value} INCIDENT - {_service(settings)} ({incident.app})"
+
+
+def _severity_line(severity: Severity) -> str:
+    return f"Severity: {severity.value} ({severity.title})"
+
+
+def _impact_line(reasons: Sequence[str]) -> str:
+    return "Impact: " + ("; ".join(reasons) or "not measured (no reasons recorded)")
+
+
+def _action_line(actions: Iterable[Any]) -> str:
+    acts = as_actions(actions)
+    return "Action Taken: " + ("; ".join(a.describe() for a in acts) if acts else NO_ACTION)
+
+
+def _id_line(incident: Incident) -> str:
+    return f"Incident ID: {incident.id}"
+
+
+def _clean(lines: Iterable[str]) -> list[str]:
+    return [_one_line(line) for line in lines]
+
+
+def opened_lines(
+    incident: Incident, now: float, actions: Iterable[Any] = (), *,
+    settings: Settings | None = None,
+) -> list[str]:
+    """Phase 2's four lines for a new incident, then its ``Incident ID:``."""
+    return _clean([
+        _header(incident.severity, now, incident, settings),
+        _severity_line(incident.severity),
+        _impact_line(opening_reasons(incident)),
+        _action_line(actions),
+        _id_line(incident),
+    ])
+
+
+_CHANGE_WORDS = {
+    Event.ESCALATED: "Escalated",
+    Event.ESCALATED_TIMER: "Escalated",
+    Event.DEESCALATED: "De-escalated",
+}
+
+
+def severity_lines(
+    incident: Incident, entry: TimelineEntry, actions: Iterable[Any] = (), *,
+    settings: Settings | None = None,
+) -> list[str]:
+    """The Phase 2 block again for a severity change: header and ``Severity:`` at the new level,
+    ``Escalated: from SEV-2 to SEV-1`` (or ``De-escalated:``), the entry's reasons as impact."""
+    word = _CHANGE_WORDS.get(entry.event, "Changed")
+    before = entry.detail.get("from") if isinstance(entry.detail, Mapping) else None
+    change = f"{word}: from {before} to {entry.severity.value}" if before else (
+        f"{word}: to {entry.severity.value}")
+    return _clean([
+        _header(entry.severity, entry.at, incident, settings),
+        _severity_line(entry.severity),
+        change,
+        _impact_line(entry.reasons or incident.reasons),
+        _action_line(actions),
+        _id_line(incident),
+    ])
+
+
+def action_lines(
+    incident: Incident, actions: Iterable[Any], now: float, *,
+    settings: Settings | None = None,
+) -> list[str]:
+    """Phase 2's ``Action Taken:`` for mitigations just taken, under the current severity."""
+    return _clean([
+        _header(incident.severity, now, incident, settings),
+        _severity_line(incident.severity),
+        _action_line(actions),
+        _id_line(incident),
+    ])
+
+
+def resolved_lines(incident: Incident, root_cause: str) -> list[str]:
+    """Phase 5's three lines: ``INCIDENT RESOLVED``, ``Duration:``, ``Root Cause:``."""
+    end = incident.resolved_at if incident.resolved_at is not None else incident.updated_at
+    return _clean([
+        f"[{iso_utc(end)}] INCIDENT RESOLVED",
+        f"Duration: {iso_utc(incident.opened_at)} to {iso_utc(end)} "
+        f"({duration_min(end - incident.opened_at)} min)",
+        f"Root Cause: {root_cause or 'unknown (no findings)'}",
+        _id_line(incident),
+    ])
+
+
+# --- the file -------------------------------------------------------------------------------------
+
+
+def _block(lines: Sequence[str]) -> bytes:
+    """The lines, then a blank line: the next block starts apart, whoever writes it."""
+    return ("\n".join(_clean(lines)) + "\n\n").encode("utf-8")
+
+
+def _append_block(path: Path, block: bytes) -> None:
+    """Append ``block`` with one ``write`` on a file opened ``O_APPEND``.
+
+    Text someone else left without a blank line at its end gets the missing newlines first
+    (in the same write). An advisory ``flock`` keeps journal writers (other ``Journal`` objects,
+    other processes) from reading the end of the file while another one writes it.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close
+        size = os.fstat(fd).st_size
+        tail = os.pread(fd, 2, max(0, size - 2)) if size else b""
+        if tail and not tail.endswith(b"\n\n") and tail != b"\n":
+            block = (b"\n" if tail.endswith(b"\n") else b"\n\n") + block
+        written = os.write(fd, block)
+        while written < len(block):  # only on a full disk or a signal; keep the text whole
+            written += os.write(fd, block[written:])
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """Appends blocks of lines to the runbook's journal file; one writer at a time."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = Path(path)
+        self._lock = asyncio.Lock()
+
+    def __repr__(self) -> str:
+        return f"Journal({str(self.path)!r})"
+
+    async def append(self, lines: Sequence[str]) -> None:
+        """Write ``lines`` as one block; ``OSError`` when the file cannot be written."""
+        if not lines:
+            return
+        block = _block(lines)
+        async with self._lock:
+            await asyncio.to_thread(_append_block, self.path, block)

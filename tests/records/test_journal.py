@@ -1,0 +1,312 @@
+"""The runbook's journal: exact line formats, root-cause text, and appends that never tear."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hotdash_watch.config import Settings
+from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.records.journal import (
+    ActionRecord,
+    Cause,
+    Journal,
+    PageRecord,
+    action_lines,
+    as_actions,
+    as_pages,
+    causes,
+    duration_min,
+    iso_utc,
+    opened_lines,
+    preliminary_root_cause,
+    resolved_lines,
+    severity_lines,
+)
+from hotdash_watch.severity import Severity
+from tests.records.conftest import APP, T0, run_story
+
+REASON = "error rate 62.0 % over 60 s (62/100 probes) > 50.0 %"
+
+
+def incident(severity: Severity = Severity.SEV1, *, reasons: tuple[str, ...] = (REASON,),
+             evidence: dict | None = None, resolved_at: float | None = None,
+             timeline: tuple[TimelineEntry, ...] | None = None) -> Incident:
+    opened = TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, severity, reasons)
+    return Incident(
+        id="INC-20260301-120005", app=APP,
+        state=State.RESOLVED if resolved_at is not None else State.INVESTIGATING,
+        severity=severity, max_severity=severity, opened_at=T0, updated_at=T0,
+        severity_since=T0, resolved_at=resolved_at, reasons=reasons, evidence=evidence or {},
+        timeline=(opened,) if timeline is None else timeline)
+
+
+class TestOpenedLines:
+    """opened_lines writes Phase 2's lines in the runbook's exact wording."""
+
+    @pytest.mark.parametrize(("severity", "title"), [
+        (Severity.SEV1, "Critical"), (Severity.SEV2, "Major"), (Severity.SEV3, "Minor")])
+    def test_runbook_lines(self, severity: Severity, title: str) -> None:
+        """Header, Severity, Impact and Action Taken follow the runbook's echo lines."""
+        assert opened_lines(incident(severity), T0) == [
+            f"[2026-03-01T12:00:05Z] {severity.value} INCIDENT - Agent SDK ({APP})",
+            f"Severity: {severity.value} ({title})",
+            f"Impact: {REASON}",
+            "Action Taken: none yet (investigating)",
+            "Incident ID: INC-20260301-120005",
+        ]
+
+    def test_service_name_and_actions(self) -> None:
+        """The service name comes from settings and the actions fill Action Taken."""
+        lines = opened_lines(
+            incident(), T0 + 3, [ActionRecord(T0 + 1, "restart", "148e21ea7e0389", "ok")],
+            settings=Settings(service_name="LlamaIndex MCP"))
+        assert lines[0] == f"[2026-03-01T12:00:08Z] SEV-1 INCIDENT - LlamaIndex MCP ({APP})"
+        assert lines[3] == "Action Taken: restart 148e21ea7e0389 (ok)"
+
+    def test_several_reasons_share_the_impact_line(self) -> None:
+        """Every opening reason is on the one Impact line, separated by semicolons."""
+        lines = opened_lines(incident(reasons=("a", "b")), T0)
+        assert lines[2] == "Impact: a; b"
+
+    @given(st.text(max_size=60))
+    def test_no_reason_breaks_a_line(self, reason: str) -> None:
+        """Whatever a reason holds, each formatted line stays one line."""
+        for line in opened_lines(incident(reasons=(reason,)), T0):
+            assert "\n" not in line and "\r" not in line
+
+
+class TestSeverityLines:
+    """severity_lines records escalations and de-escalations under the new severity."""
+
+    @pytest.mark.parametrize(("event", "before", "after", "word"), [
+        (Event.ESCALATED, "SEV-2", Severity.SEV1, "Escalated"),
+        (Event.ESCALATED_TIMER, "SEV-3", Severity.SEV2, "Escalated"),
+        (Event.DEESCALATED, "SEV-1", Severity.SEV2, "De-escalated"),
+    ])
+    def test_change_lines(self, event: Event, before: str, after: Severity, word: str) -> None:
+        """The block repeats the header at the new level and names the change."""
+        entry = TimelineEntry(T0 + 60, event, State.INVESTIGATING, after, ("why",),
+                              {"from": before})
+        assert severity_lines(incident(), entry) == [
+            f"[2026-03-01T12:01:05Z] {after.value} INCIDENT - Agent SDK ({APP})",
+            f"Severity: {after.value} ({after.title})",
+            f"{word}: from {before} to {after.value}",
+            "Impact: why",
+            "Action Taken: none yet (investigating)",
+            "Incident ID: INC-20260301-120005",
+        ]
+
+
+class TestActionLines:
+    """action_lines writes the Action Taken line for mitigations as they happen."""
+
+    def test_action_block(self) -> None:
+        """Several actions are listed in time order with their outcomes."""
+        lines = action_lines(incident(), [
+            {"at_s": T0 + 30, "kind": "rollback", "target": "v4", "outcome": "failed"},
+            ActionRecord(T0 + 10, "restart", "m1", "ok"),
+        ], T0 + 31)
+        assert lines == [
+            f"[2026-03-01T12:00:36Z] SEV-1 INCIDENT - Agent SDK ({APP})",
+            "Severity: SEV-1 (Critical)",
+            "Action Taken: restart m1 (ok); rollback v4 (failed)",
+            "Incident ID: INC-20260301-120005",
+        ]
+
+
+class TestResolvedLines:
+    """resolved_lines writes Phase 5's INCIDENT RESOLVED, Duration and Root Cause lines."""
+
+    @pytest.mark.parametrize(("seconds", "minutes"), [(0, 0), (29, 0), (30, 1), (840, 14),
+                                                      (3599, 60)])
+    def test_duration(self, seconds: float, minutes: int) -> None:
+        """Duration runs from the opening to the resolution, in whole minutes."""
+        inc = incident(resolved_at=T0 + seconds)
+        assert resolved_lines(inc, "cause") == [
+            f"[{iso_utc(T0 + seconds)}] INCIDENT RESOLVED",
+            f"Duration: 2026-03-01T12:00:05Z to {iso_utc(T0 + seconds)} ({minutes} min)",
+            "Root Cause: cause",
+            "Incident ID: INC-20260301-120005",
+        ]
+        assert duration_min(seconds) == minutes
+
+
+class TestPreliminaryRootCause:
+    """preliminary_root_cause names the opening reasons, the evidence and what worked."""
+
+    def test_reasons_and_no_action(self) -> None:
+        """Without actions, a resolved incident says it recovered on its own."""
+        text = preliminary_root_cause(incident(resolved_at=T0 + 60))
+        assert text == f"{REASON}; recovered without a mitigation by the watcher"
+
+    def test_evidence_and_mitigation(self) -> None:
+        """Dependency hints, a recent release and OOM kills are cited; the action that worked
+        is named."""
+        inc = incident(resolved_at=T0 + 600, evidence={
+            "probes": {"at": T0 + 60},
+            "logs": {"dependency_hints": ["openai", "supabase"]},
+            "release": {"current_version": 5, "deployed_s_ago": 360},
+            "machines": {"oom_kills": 2},
+        })
+        text = preliminary_root_cause(inc, [
+            ActionRecord(T0 + 20, "restart", "m1", "failed"),
+            ActionRecord(T0 + 90, "rollback", "v4", "ok"),
+        ])
+        assert text == (
+            f"{REASON}; evidence: logs point at a dependency (openai, supabase), release v5 "
+            "was deployed 5 min before detection, 2 OOM kills (exit 137, oom_killed); "
+            "mitigated by rollback v4 (ok) at 2026-03-01T12:01:35Z")
+
+    def test_old_release_is_not_a_suspect(self) -> None:
+        """A release older than the recent-release span is not cited."""
+        inc = incident(evidence={"release": {"current_version": 5, "deployed_s_ago": 90000}})
+        assert "release" not in preliminary_root_cause(inc)
+        assert Cause.RECENT_RELEASE not in causes(inc)
+
+    def test_worst_reasons_follow_an_escalation(self, settings: Settings) -> None:
+        """An incident that got worse names its reasons at the worst severity too."""
+        story = run_story(settings)
+        text = preliminary_root_cause(story.incident)
+        assert text.startswith("error rate 20.0 % over 60 s (20/100 probes) >= 10.0 %; "
+                               "at its worst (SEV-1): error rate 62.0 %")
+
+    def test_actions_recorded_in_the_timeline_count(self) -> None:
+        """A timeline entry whose detail names an action is the mitigation that worked."""
+        base = incident(resolved_at=T0 + 600)
+        mitigating = TimelineEntry(T0 + 30, Event.MITIGATING, State.MITIGATING, Severity.SEV1,
+                                   ("restart",), {"action": "restart", "target": "m1",
+                                                  "outcome": "ok"})
+        inc = dataclasses.replace(base, timeline=(*base.timeline, mitigating))
+        assert preliminary_root_cause(inc).endswith(
+            "mitigated by restart m1 (ok) at 2026-03-01T12:00:35Z")
+
+    @pytest.mark.parametrize(("reason", "cause"), [
+        ("all machines down: 0 of 3 started and healthy (Machines API)",
+         Cause.ALL_MACHINES_DOWN),
+        ("partial outage: 1 of 3 machines down (m1)", Cause.PARTIAL_OUTAGE),
+        ("p95 latency 2450 ms over 60 s (probes) > 2000 ms", Cause.LATENCY),
+        ("2 OOM kills in the window (exit 137, oom_killed)", Cause.OOM),
+        ("auto-scaling misbehaving: machines never stop", Cause.AUTOSCALING),
+        ("operator: data corruption suspected", Cause.SIGNAL),
+    ])
+    def test_causes_from_classifier_text(self, reason: str, cause: Cause) -> None:
+        """Each classifier finding maps to the runbook scenario it belongs to."""
+        assert causes(incident(reasons=(reason,)))[0] is cause
+
+
+class TestRecords:
+    """Actions and pages are accepted as records, mappings or objects."""
+
+    def test_mapping_and_object(self) -> None:
+        """Mappings (with at or at_s) and attribute objects become sorted ActionRecords."""
+
+        @dataclasses.dataclass
+        class Done:
+            at: float
+            kind: str
+            target: str
+            outcome: str
+
+        acts = as_actions([Done(5.0, "start", "m2", "ok"), {"at_s": 1, "kind": "restart"}])
+        assert acts == [ActionRecord(1.0, "restart"), ActionRecord(5.0, "start", "m2", "ok")]
+
+    def test_outbox_row_like_page(self) -> None:
+        """A stored page (sent_at or created_at, state, page JSON) reads as a PageRecord."""
+
+        class State(StrEnum):
+            SENT = "sent"
+
+        @dataclasses.dataclass
+        class Row:
+            channel: str
+            event: str
+            severity: str
+            state: State
+            page: dict
+            created_at: float
+            sent_at: float | None
+
+        pages = as_pages([Row("slack", "opened", "SEV-1", State.SENT,
+                              {"status": "Investigating"}, T0, None)])
+        assert pages == [PageRecord(T0, "slack", "opened", "SEV-1", "Investigating", "sent")]
+
+    def test_a_record_needs_a_time(self) -> None:
+        """Without any time field the record is refused."""
+        with pytest.raises(ValueError, match="needs a time"):
+            as_actions([{"kind": "restart"}])
+
+    def test_page_description(self) -> None:
+        """A page reads as severity, status, event, channel and outcome."""
+        page = PageRecord(T0, "slack", "opened", "SEV-1", "Investigating", "sent")
+        assert page.describe() == "SEV-1 Investigating (opened) via slack: sent"
+
+
+def _block(writer: int, n: int) -> list[str]:
+    return [f"[{writer}:{n}] SEV-1 INCIDENT - Agent SDK (app-{writer})",
+            f"Severity: SEV-1 (Critical) {'x' * (n % 7) * 40}".rstrip(),
+            f"Impact: block {writer}:{n}",
+            f"Action Taken: none yet ({writer}:{n})"]
+
+
+class TestJournal:
+    """Journal.append writes whole blocks that concurrent writers never interleave."""
+
+    async def test_creates_parent_directories(self, tmp_path: Path) -> None:
+        """The journal's folders are created on the first append."""
+        path = tmp_path / "feedback" / "deep" / "reliability.md"
+        await Journal(path).append(["one", "two"])
+        assert path.read_text() == "one\ntwo\n\n"
+
+    async def test_blocks_are_separated_and_keep_foreign_text(self, tmp_path: Path) -> None:
+        """A block after text without a final newline starts on a line of its own."""
+        path = tmp_path / "reliability.md"
+        path.write_text("# Reliability feedback\nsomeone else's note")
+        journal = Journal(path)
+        await journal.append(["a"])
+        await journal.append(["b\nforged"])
+        assert path.read_text() == (
+            "# Reliability feedback\nsomeone else's note\n\na\n\nb forged\n\n")
+
+    async def test_concurrent_appends_never_interleave(self, tmp_path: Path) -> None:
+        """200 blocks from 200 tasks over two Journal objects read back whole."""
+        path = tmp_path / "reliability.md"
+        journals = [Journal(path), Journal(path)]
+        blocks = [_block(w, n) for w in range(4) for n in range(50)]
+        await asyncio.gather(*(journals[i % 2].append(b) for i, b in enumerate(blocks)))
+        read = [chunk.split("\n") for chunk in path.read_text().rstrip("\n").split("\n\n")]
+        assert len(read) == len(blocks)
+        assert sorted(map(tuple, read)) == sorted(map(tuple, blocks))
+
+    async def test_processes_appending_at_once_never_interleave(self, tmp_path: Path) -> None:
+        """Two processes with their own Journal each append 100 blocks; all read back whole."""
+        path = tmp_path / "reliability.md"
+        script = (
+            "import asyncio, sys\n"
+            "from hotdash_watch.records.journal import Journal\n"
+            "from tests.records.test_journal import _block\n"
+            "w = int(sys.argv[2])\n"
+            "async def main():\n"
+            "    j = Journal(sys.argv[1])\n"
+            "    await asyncio.gather(*(j.append(_block(w, n)) for n in range(100)))\n"
+            "asyncio.run(main())\n")
+        procs = [await asyncio.create_subprocess_exec(
+            sys.executable, "-c", script, str(path), str(w), cwd=Path(__file__).parents[2])
+            for w in (7, 8)]
+        assert [await p.wait() for p in procs] == [0, 0]
+        read = [chunk.split("\n") for chunk in path.read_text().rstrip("\n").split("\n\n")]
+        expected = [_block(w, n) for w in (7, 8) for n in range(100)]
+        assert sorted(map(tuple, read)) == sorted(map(tuple, expected))
+
+    async def test_empty_block_writes_nothing(self, tmp_path: Path) -> None:
+        """No lines, no file."""
+        path = tmp_path / "reliability.md"
+        await Journal(path).append([])
+        assert not path.exists()
