@@ -684,7 +684,7 @@ class FlyClient:
         if "NOT_FOUND" in codes or "could not find" in low or "not found" in low:
             return FlyNotFound(text, code=code, **ctx)
         if {"UNAUTHORIZED", "UNAUTHENTICATED", "FORBIDDEN"} & set(codes) or (
-            "not authorized" in low or "unauthorized" in low
+            "not authorized" in low or "unauthorized" in low or "must be authenticated" in low
         ):
             return FlyUnauthorized(text, code=code, **ctx)
         if {"INTERNAL_SERVER_ERROR", "SERVICE_UNAVAILABLE", "TIMEOUT"} & set(codes) or (

@@ -1237,8 +1237,10 @@ class World:
         if app is None:
             return
         at = self._now if t is None else t
-        if app.logs and at < app.logs[-1].t:
-            at = app.logs[-1].t
+        if app.logs and at <= app.logs[-1].t:
+            # Strictly increasing (by 1 µs, the cursor's resolution): a page of lines that all
+            # shared one time would give a next_token that never moves past them.
+            at = app.logs[-1].t + 1e-6
         ts = self.ts(at)
         line = LogLine(at, epoch_ns(ts), self._log_ids.ulid(ts), message, level,
                        m.id if m else "", m.region if m else app.spec.region, provider)
