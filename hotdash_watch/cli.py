@@ -1,4 +1,5 @@
-"""Command line: run / check-config / demo / incidents. Parsing and printing only."""
+"""Command line: run / check-config / demo / simulate / incidents / report. Parsing and printing
+only."""
 
 from __future__ import annotations
 
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="every duration divided by this (default 60)")
     sim.add_argument("--report", help="write the JSON report to this file")
     sim.add_argument("--config", "-c", help="daemon settings; targets are pointed at the simulator")
+
+    rep = sub.add_parser("report", help="print an incident's post-incident report from the store")
+    rep.add_argument("id", help="incident ID, e.g. INC-20261127-001610")
+    rep.add_argument("--config", "-c")
 
     inc = sub.add_parser("incidents", help="list incidents from the store")
     inc.add_argument("--config", "-c")
@@ -166,6 +171,29 @@ def render_report(report: dict[str, object]) -> str:
     return "\n".join(lines)
 
 
+async def _report(args: argparse.Namespace) -> int:
+    from hotdash_watch.clock import SystemClock
+    from hotdash_watch.records.report import IncidentNotFound, report_text
+    from hotdash_watch.records.store import Store, StoreError
+
+    settings = _settings(args.config)
+    try:
+        store = await Store.open(settings.store_url)
+    except StoreError as e:
+        print(f"hotdash-watch: cannot open the store: {e}", file=sys.stderr)
+        return 1
+    try:
+        pages = await store.list_pages(incident_id=args.id, limit=1000)
+        print(await report_text(store, args.id, settings=settings,
+                                now=SystemClock().timestamp(), pages=pages))
+        return 0
+    except IncidentNotFound:
+        print(f"hotdash-watch: no incident {args.id!r} in {store.url}", file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
@@ -182,6 +210,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_demo(args.time_scale, args.port, args.exit_when_done))
         if args.command == "incidents":
             return asyncio.run(_incidents(args))
+        if args.command == "report":
+            return asyncio.run(_report(args))
         if args.command == "simulate":
             from hotdash_watch.sim.scenario import ScenarioError
 

@@ -21,8 +21,11 @@ from hotdash_watch import logs
 from hotdash_watch.clock import Clock, SystemClock
 from hotdash_watch.config import Settings
 from hotdash_watch.metrics import Metrics
+from hotdash_watch.notify import build_notifiers
+from hotdash_watch.notify.outbox import Outbox
 from hotdash_watch.pipeline import Pipeline, build
 from hotdash_watch.records.store import Store
+from hotdash_watch.respond import Responder
 from hotdash_watch.scheduler import Scheduler
 from hotdash_watch.server import make_app
 
@@ -50,6 +53,9 @@ class Daemon:
         self.session: aiohttp.ClientSession | None = None
         self.pipeline: Pipeline | None = None
         self.scheduler: Scheduler | None = None
+        self.outbox: Outbox | None = None
+        self.responder: Responder | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
         self.started = asyncio.Event()
@@ -62,15 +68,23 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
-        logs.scrubber.register(
-            secret.get_secret_value() for secret in (s.server.api_token,) if secret is not None
-        )
+        secrets = [s.server.api_token, s.fly.api_token]
+        for ch in s.notify.channels:
+            secrets += [ch.url, ch.routing_key, ch.hmac_secret]
+        logs.scrubber.register(x.get_secret_value() for x in secrets if x is not None)
         self.store = await Store.open(s.store_url)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=60),
             headers={"User-Agent": "hotdash-watch"},
         )
         self.pipeline = build(s, self.clock, self.store, self.metrics, self.session)
+        notifiers = build_notifiers(s)
+        if notifiers:
+            self.outbox = Outbox(self.store, notifiers, self.session, self.clock, self.metrics, s)
+            self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox")
+        self.responder = Responder(s, self.clock, self.store, self.metrics, outbox=self.outbox,
+                                   fly_client=self.pipeline.fly_client)
+        self.pipeline.responder = self.responder
         await self.pipeline.resume()
         self._runner = web.AppRunner(make_app(self.pipeline), access_log=None)
         await self._runner.setup()
@@ -90,6 +104,14 @@ class Daemon:
         grace = self.settings.timers.shutdown_grace_s
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
+        if self.responder is not None:
+            await self.responder.drain(grace)
+        if self.outbox is not None and self._outbox_task is not None:
+            with suppress(Exception):
+                await asyncio.wait_for(self.outbox.deliver_due(), timeout=grace)
+            self._outbox_task.cancel()
+            with suppress(asyncio.CancelledError, Exception):
+                await self._outbox_task
         if self._runner is not None:
             await self._runner.cleanup()
         if self.session is not None:

@@ -22,7 +22,7 @@ from hotdash_watch import logs
 from hotdash_watch.clock import ScaledClock
 from hotdash_watch.daemon import Daemon, run_until_signalled
 from hotdash_watch.sim.app import SimServer
-from hotdash_watch.sim.runner import settings_for
+from hotdash_watch.sim.runner import PageReceiver, settings_for
 from hotdash_watch.sim.scenario import Scenario, parse_scenario
 
 __all__ = ["DEMO_SCENARIO", "demo_scenario", "run_demo"]
@@ -54,10 +54,11 @@ def _say(t: float, text: str) -> None:
     print(f"[demo {t:6.0f}s] {text}", flush=True)
 
 
-async def _narrate(daemon: Daemon, sim: SimServer, stop: asyncio.Event,
-                   exit_when_done: bool) -> None:
+async def _narrate(daemon: Daemon, sim: SimServer, receiver: PageReceiver,
+                   stop: asyncio.Event, exit_when_done: bool) -> None:
     clock, world = daemon.clock, sim.world
     told = 0
+    paged = 0
     seen: str | None = None
     while True:
         await clock.sleep(5)
@@ -65,11 +66,16 @@ async def _narrate(daemon: Daemon, sim: SimServer, stop: asyncio.Event,
             _say(entry["at_s"], f"simulator: {entry['kind']} on {entry.get('app') or 'all apps'} "
                                 f"{entry['event']} ({entry.get('how', '')})")
         told = len(world.fault_log)
+        for _, page in receiver.pages[paged:]:
+            _say(world.t(), f"page received by the on-call webhook: {page.get('subject')}")
+            for line in str(page.get("body", "")).splitlines():
+                print(f"      {line}", flush=True)
+        paged = len(receiver.pages)
         assert daemon.pipeline is not None and daemon.store is not None
         open_now = [s.incident for s in daemon.pipeline.apps.values() if s.incident]
         if open_now:
             seen = open_now[0].id
-        elif seen is not None:
+        elif seen is not None and any(p.get("event") == "resolved" for _, p in receiver.pages):
             inc = await daemon.store.get_incident(seen)
             assert inc is not None and inc.resolved_at is not None
             _say(world.t(), f"{inc.id} resolved, {inc.resolved_at - inc.opened_at:.0f} s after "
@@ -93,7 +99,10 @@ async def run_demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: b
     sim = SimServer(scenario, clock)
     await sim.start()
     workdir = Path(tempfile.mkdtemp(prefix="hotdash-watch-demo-"))
-    settings = settings_for(scenario, sim, workdir=workdir, dry_run=True, port=port)
+    receiver = PageReceiver(clock)
+    await receiver.start()
+    settings = settings_for(scenario, sim, workdir=workdir, dry_run=True, port=port,
+                            page_url=receiver.url)
     daemon = Daemon(settings, clock, CollectorRegistry())
     stop = asyncio.Event()
     narrator: asyncio.Task[None] | None = None
@@ -106,7 +115,7 @@ async def run_demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: b
               f"  metrics:   {daemon.url}/metrics\n  incidents: {daemon.url}/api/incidents\n"
               f"  health:    {daemon.url}/healthz\n  store:     {workdir / 'simulate.db'}",
               flush=True)
-        narrator = asyncio.create_task(_narrate(daemon, sim, stop, exit_when_done))
+        narrator = asyncio.create_task(_narrate(daemon, sim, receiver, stop, exit_when_done))
 
     starter = asyncio.create_task(announce())
     try:
@@ -119,3 +128,4 @@ async def run_demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: b
         if narrator is not None:
             narrator.cancel()
         await sim.stop()
+        await receiver.stop()

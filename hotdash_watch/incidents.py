@@ -164,8 +164,12 @@ def advance(
                     *reasons),
                    severity=Severity.SEV2, severity_since=now,
                    max_severity=Severity.worst(inc.max_severity, Severity.SEV2))
-        inc = dataclasses.replace(inc, reasons=reasons or inc.reasons,
-                                  evidence=evidence or inc.evidence)
+        # Keep the reasons and evidence that justify the incident's current severity: while the
+        # raw signal eases below it (during recovery) the worse picture stays on record.
+        raw = assessment.severity
+        if raw is not None and raw.rank >= inc.severity.rank:
+            inc = dataclasses.replace(inc, reasons=reasons or inc.reasons,
+                                      evidence=evidence or inc.evidence)
         return Step(inc, tuple(entries))
 
     # The signals are clear.

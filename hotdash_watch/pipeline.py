@@ -104,6 +104,8 @@ class Pipeline:
             if isinstance(p, MachinesProbe) and p.app in self.apps:
                 self.apps[p.app].machines_probe = p
         self.last_tick: float | None = None
+        self.responder: Any = None  # set by the daemon: pages, journal, diagnostics, report
+        self.fly_client: FlyClient | None = None
         metrics.init_apps(self.apps, sorted({p.name for p in self.probes}) or ("health",))
 
     def jobs(self) -> list[Job]:
@@ -245,6 +247,12 @@ class Pipeline:
                 step = await self._evaluate_app(state, now)
             if step is not None and step.changed:
                 steps.append(step)
+        if self.responder is not None:
+            try:
+                await self.responder.tick(
+                    [s.incident for s in self.apps.values() if s.incident is not None], now)
+            except Exception:
+                log.exception("respond_failed")
         self.last_tick = now
         self.metrics.last_tick.set(now)
         open_now = [s.incident.id for s in self.apps.values() if s.incident]
@@ -271,9 +279,11 @@ class Pipeline:
                 self.metrics.store_errors.inc()
                 log.error("store_write_failed", error=type(e).__name__, detail=str(e),
                           incident_id=step.incident.id)
+                await self._reload_open(state)
                 return None
         state.hold = hold
         self._report_step(state, step)
+
         if state.incident is not None or step.changed:
             try:
                 await self.store.add_samples([(
@@ -284,10 +294,27 @@ class Pipeline:
                 self.metrics.store_errors.inc()
                 log.warning("sample_write_failed", error=type(e).__name__)
         if step.incident is not None:
-            timeline = (*step.incident.timeline, *step.entries)
-            state.incident = (dataclasses.replace(step.incident, timeline=timeline)
-                              if step.incident.is_open else None)
+            persisted = dataclasses.replace(
+                step.incident, timeline=(*step.incident.timeline, *step.entries))
+            state.incident = persisted if persisted.is_open else None
+            if step.changed and self.responder is not None:
+                with structlog.contextvars.bound_contextvars(incident_id=persisted.id):
+                    try:
+                        await self.responder.on_step(persisted, step.entries)
+                    except Exception:  # people-facing records never stop the pipeline
+                        log.exception("respond_failed", app=state.name)
         return step
+
+    async def _reload_open(self, state: AppState) -> None:
+        """After a refused write, believe the store: it may hold an open incident we lost."""
+        try:
+            stored = await self.store.open_incident_for(state.name)
+        except Exception:
+            return
+        if stored is not None and (state.incident is None or state.incident.id != stored.id):
+            log.warning("incident_reloaded_from_store", incident_id=stored.id)
+            state.incident = stored
+            state.hold = Hold.at_level(stored.severity, self.settings.hysteresis.clear_evals)
 
     def _fly_inputs(self, state: AppState, now: float) -> dict[str, Any]:
         """Machine facts (when fresh), traffic, Fly reachability and log/release context."""
@@ -324,6 +351,23 @@ class Pipeline:
 
     def _ids_in_memory(self) -> set[str]:
         return {s.incident.id for s in self.apps.values() if s.incident is not None}
+
+    async def acknowledge(self, incident_id: str, author: str) -> Incident | None:
+        """Record that a person has the incident (a timeline note), persisted first."""
+        state = next((s for s in self.apps.values()
+                      if s.incident is not None and s.incident.id == incident_id), None)
+        if state is None or state.incident is None:
+            return None
+        inc = state.incident
+        now = self.clock.timestamp()
+        entry = TimelineEntry(at=now, event=Event.NOTE, state=inc.state, severity=inc.severity,
+                              reasons=(f"acknowledged by {author}",),
+                              detail={"acknowledged_by": author})
+        inc = dataclasses.replace(inc, updated_at=now)
+        await self.store.save_incident(inc, [entry])
+        state.incident = dataclasses.replace(inc, timeline=(*inc.timeline, entry))
+        log.info("incident_acknowledged", app=inc.app, incident_id=inc.id, author=author)
+        return state.incident
 
     # -- reporting -----------------------------------------------------------------------------
 
@@ -439,4 +483,7 @@ def build(
         if app.synthetic_url:
             probes.append(HttpProbe(app.name, "synthetic", app.synthetic_url,
                                     latency_budget_ms=budget, **common))
-    return Pipeline(settings, clock, store, metrics, probes, fly_probes)
+    pipeline = Pipeline(settings, clock, store, metrics, probes, fly_probes)
+    if fly.enabled:
+        pipeline.fly_client = client
+    return pipeline

@@ -5,7 +5,11 @@ What it stores (schema in ``tables.py``):
 * every ``Incident`` as one row holding its latest value, and its ``TimelineEntry`` lines in
   order (``seq`` 1, 2, 3, ... within the incident);
 * small daemon state (budgets, heartbeats) as JSON values under string keys (``get_state`` /
-  ``put_state``).
+  ``put_state``);
+* the paging outbox: one row per (page key, channel), written before the page is sent
+  (``enqueue_pages``, ``due_pages``, ``mark_page``, ``hand_over_page``, ``outbox_stats``,
+  ``list_pages``), and silences (maintenance windows: ``add_silence``, ``active_silences``,
+  ``list_silences``, ``end_silence``).
 
 Writes happen BEFORE actions: the pipeline calls ``save_incident`` before it pages, mitigates or
 reports a transition, and ``save_incident`` returns only once its single transaction has committed
@@ -35,10 +39,24 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
-from sqlalchemy import Select, delete, event, func, insert, select, text
+from sqlalchemy import (
+    Select,
+    and_,
+    delete,
+    event,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
@@ -47,10 +65,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
-from hotdash_watch.records.tables import incidents, kv, metadata, samples, timeline
+from hotdash_watch.records.tables import (
+    incidents,
+    kv,
+    metadata,
+    outbox,
+    samples,
+    silences,
+    timeline,
+)
 from hotdash_watch.severity import Severity
 
-__all__ = ["CONNECT_TIMEOUT_S", "Store", "StoreError", "redact_store_url"]
+__all__ = [
+    "CONNECT_TIMEOUT_S",
+    "OutboxRow",
+    "OutboxStats",
+    "PageState",
+    "Silence",
+    "Store",
+    "StoreError",
+    "redact_store_url",
+]
 
 CONNECT_TIMEOUT_S = 3.0
 """How long ``Store.open`` (and any later reconnect) waits for PostgreSQL to answer."""
@@ -69,6 +104,132 @@ _QUERY_PASSWORD = re.compile(r"(?i)(\bpassword=)[^&#]*")
 
 class StoreError(Exception):
     """The store cannot be opened, or a read or write failed; the message is safe to show."""
+
+
+class PageState(StrEnum):
+    """Where an outbox row stands. Only ``pending`` rows are ever sent."""
+
+    PENDING = "pending"
+    SENT = "sent"  # the receiver accepted it; never sent again
+    FAILED = "failed"  # rejected for good (a 4xx); a copy went to the next channel if any
+    SILENCED = "silenced"  # held back by an active silence: stored, visible, not sent
+    HANDED_OVER = "handed_over"  # its channel kept failing; a copy went to the next channel
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """One page on one channel. ``page`` is the page's JSON (``Page.as_dict``)."""
+
+    id: int
+    key: str
+    channel: str
+    incident_id: str
+    event: str
+    severity: str
+    page: dict[str, Any]
+    state: PageState
+    attempts: int
+    next_attempt_at: float
+    created_at: float
+    sent_at: float | None
+    last_error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """Pending pages: how many, how old the oldest is (0 when none), when one is next due.
+
+    ``next_attempt_at`` is the earliest retry time of a channel's oldest pending row (rows
+    behind it wait for it), or ``None`` when nothing is pending.
+    """
+
+    depth: int
+    oldest_age_s: float
+    next_attempt_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """A maintenance window: pages for ``app`` (``"*"``: every app) are held back while
+    ``starts_at <= now < ends_at``; ``suspend_mitigation`` asks the policy to act not either."""
+
+    id: int
+    app: str
+    starts_at: float
+    ends_at: float
+    author: str
+    reason: str
+    suspend_mitigation: bool
+    created_at: float
+
+    def active(self, now: float) -> bool:
+        return self.starts_at <= now < self.ends_at
+
+    def matches(self, app: str) -> bool:
+        return self.app in ("*", app)
+
+
+_OUTBOX_FIELDS = ("key", "channel", "incident_id", "event", "severity", "page", "state",
+                  "next_attempt_at", "created_at")
+
+
+def _outbox_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    missing = [f for f in _OUTBOX_FIELDS if f not in row]
+    if missing:
+        raise StoreError(f"outbox row lacks {', '.join(missing)}")
+    key = str(row["key"])
+    if not key or len(key) > outbox.c.key.type.length:
+        raise StoreError(f"page key {key!r} must be 1 to {outbox.c.key.type.length} characters")
+    if not isinstance(row["page"], Mapping):
+        raise StoreError(f"page {key}: the page must be a JSON object")
+    _check_json(row["page"], f"page {key}")
+    state = PageState(row["state"]).value
+    return {
+        "key": key,
+        "channel": str(row["channel"]),
+        "incident_id": str(row["incident_id"]),
+        "event": str(row["event"]),
+        "severity": str(row["severity"]),
+        "page": dict(row["page"]),
+        "state": state,
+        "attempts": int(row.get("attempts", 0)),
+        "next_attempt_at": float(row["next_attempt_at"]),
+        "created_at": float(row["created_at"]),
+        "sent_at": _opt_float(row.get("sent_at")),
+        "last_error": row.get("last_error"),
+    }
+
+
+def _outbox_of(row: Any) -> OutboxRow:
+    return OutboxRow(
+        id=row.id, key=row.key, channel=row.channel, incident_id=row.incident_id,
+        event=row.event, severity=row.severity, page=dict(row.page or {}),
+        state=PageState(row.state), attempts=row.attempts, next_attempt_at=row.next_attempt_at,
+        created_at=row.created_at, sent_at=row.sent_at, last_error=row.last_error,
+    )
+
+
+def _silence_of(row: Any) -> Silence:
+    return Silence(
+        id=row.id, app=row.app, starts_at=row.starts_at, ends_at=row.ends_at,
+        author=row.author, reason=row.reason, suspend_mitigation=bool(row.suspend_mitigation),
+        created_at=row.created_at,
+    )
+
+
+def _older_pending(now: float | None = None) -> Any:
+    """EXISTS: a pending row of the same channel queued before the outer row (and, with
+    ``now``, not due yet): the outer row must wait for it, so each channel keeps its order."""
+    o, p = outbox, outbox.alias("older")
+    conds = [
+        p.c.channel == o.c.channel,
+        p.c.state == PageState.PENDING.value,
+        or_(p.c.created_at < o.c.created_at,
+            and_(p.c.created_at == o.c.created_at, p.c.id < o.c.id)),
+    ]
+    if now is not None:
+        conds.append(p.c.next_attempt_at > now)
+    return exists().where(*conds)
 
 
 def redact_store_url(url: str) -> str:
@@ -124,7 +285,11 @@ def _describe(exc: BaseException, secrets: Sequence[str] = ()) -> str:
 
 def _check_json(value: Any, where: str) -> None:
     """Refuse what would not come back equal from both backends (NaN, non-str keys, objects)."""
-    if value is None or isinstance(value, str | bool | int):
+    if value is None or isinstance(value, str | bool):
+        return
+    if isinstance(value, int):
+        if not -(2**63) <= value < 2**63:
+            raise StoreError(f"{where}: {value} is outside the 64-bit integers JSON columns keep")
         return
     if isinstance(value, float):
         if not math.isfinite(value):
@@ -488,6 +653,201 @@ class Store:
             async with self._engine.begin() as conn:
                 await conn.execute(delete(samples).where(samples.c.at < before))
 
+    # -- outbox --------------------------------------------------------------------------------
+
+    async def enqueue_pages(self, rows: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Queue pages, one row per (key, channel), in one transaction; return the new ids.
+
+        Each row maps ``key``, ``channel``, ``incident_id``, ``event``, ``severity``, ``page``
+        (JSON object), ``state`` (pending or silenced), ``next_attempt_at`` and ``created_at``
+        (and optionally ``attempts``). A (key, channel) already queued is skipped, whatever its
+        state: queueing the same page twice never sends it twice. Durable when it returns.
+        """
+        values = [_outbox_row(r) for r in rows]
+        if not values:
+            return []
+        with self._errors("cannot queue pages"):
+            async with self._engine.begin() as conn:
+                found = await conn.execute(
+                    self._insert_ignore(outbox, ("key", "channel"), values)
+                    .returning(outbox.c.id))
+                return sorted(found.scalars().all())
+
+    async def due_pages(self, now: float, limit: int = 100) -> list[OutboxRow]:
+        """Pending rows due at ``now``, oldest first (``created_at``, then ``id``).
+
+        A row behind an older pending row of its channel that is not due yet is not returned:
+        each channel's pages go out in the order they were queued.
+        """
+        if limit <= 0:
+            return []
+        query = (select(outbox)
+                 .where(outbox.c.state == PageState.PENDING.value,
+                        outbox.c.next_attempt_at <= now, ~_older_pending(now))
+                 .order_by(outbox.c.created_at, outbox.c.id).limit(limit))
+        with self._errors("cannot read due pages"):
+            async with self._engine.connect() as conn:
+                return [_outbox_of(r) for r in (await conn.execute(query)).all()]
+
+    async def pending_pages(self, channel: str | None = None, limit: int = 1000
+                            ) -> list[OutboxRow]:
+        """Pending rows (due or not), oldest first, optionally of one channel."""
+        if limit <= 0:
+            return []
+        query = select(outbox).where(outbox.c.state == PageState.PENDING.value)
+        if channel is not None:
+            query = query.where(outbox.c.channel == channel)
+        query = query.order_by(outbox.c.created_at, outbox.c.id).limit(limit)
+        with self._errors("cannot read pending pages"):
+            async with self._engine.connect() as conn:
+                return [_outbox_of(r) for r in (await conn.execute(query)).all()]
+
+    async def mark_page(
+        self,
+        page_id: int,
+        state: str,
+        attempts: int,
+        next_attempt_at: float,
+        sent_at: float | None = None,
+        last_error: str | None = None,
+    ) -> bool:
+        """Record an attempt's outcome on a PENDING row; False when the row is not pending
+        (already sent, failed, silenced or handed over: such a row never changes again)."""
+        values = {"state": PageState(state).value, "attempts": int(attempts),
+                  "next_attempt_at": float(next_attempt_at), "sent_at": _opt_float(sent_at),
+                  "last_error": last_error}
+        with self._errors(f"cannot mark page {page_id}"):
+            async with self._engine.begin() as conn:
+                done = await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == page_id, outbox.c.state == PageState.PENDING.value)
+                    .values(**values))
+                return bool(done.rowcount)
+
+    async def hand_over_page(
+        self,
+        page_id: int,
+        new_row: Mapping[str, Any],
+        *,
+        state: str = PageState.HANDED_OVER.value,
+        attempts: int,
+        last_error: str | None,
+    ) -> int | None:
+        """Atomically queue ``new_row`` (the page on another channel) and close the pending
+        row ``page_id`` as ``state`` (handed_over, or failed). Returns the new row's id, or
+        None when that channel already had the page (then only the old row is closed).
+        ``StoreError`` if ``page_id`` is not pending (nothing is written then)."""
+        value = _outbox_row(new_row)
+        closing = PageState(state)
+        if closing not in (PageState.HANDED_OVER, PageState.FAILED):
+            raise StoreError(f"page {page_id} can be handed over as handed_over or failed, "
+                             f"not {closing.value}")
+        with self._errors(f"cannot hand page {page_id} over to {value['channel']}"):
+            async with self._engine.begin() as conn:
+                closed = await conn.execute(
+                    update(outbox)
+                    .where(outbox.c.id == page_id, outbox.c.state == PageState.PENDING.value)
+                    .values(state=closing.value, attempts=int(attempts), last_error=last_error))
+                if not closed.rowcount:
+                    raise StoreError(f"cannot hand page {page_id} over: it is not pending")
+                found = await conn.execute(
+                    self._insert_ignore(outbox, ("key", "channel"), [value])
+                    .returning(outbox.c.id))
+                return found.scalar_one_or_none()
+
+    async def outbox_stats(self, now: float) -> OutboxStats:
+        """Pending depth, the oldest pending row's age at ``now``, the next due time."""
+        pending = outbox.c.state == PageState.PENDING.value
+        with self._errors("cannot read the outbox"):
+            async with self._engine.connect() as conn:
+                depth, oldest = (await conn.execute(
+                    select(func.count(), func.min(outbox.c.created_at)).where(pending)
+                )).one()
+                nxt = (await conn.execute(
+                    select(func.min(outbox.c.next_attempt_at))
+                    .where(pending, ~_older_pending())
+                )).scalar_one_or_none()
+        return OutboxStats(depth=int(depth),
+                           oldest_age_s=0.0 if oldest is None else max(0.0, now - oldest),
+                           next_attempt_at=nxt)
+
+    async def list_pages(self, incident_id: str | None = None, limit: int = 100
+                         ) -> list[OutboxRow]:
+        """Outbox rows newest first (``created_at``, then ``id``), optionally of one incident."""
+        if limit <= 0:
+            return []
+        query = select(outbox)
+        if incident_id is not None:
+            query = query.where(outbox.c.incident_id == incident_id)
+        query = query.order_by(outbox.c.created_at.desc(), outbox.c.id.desc()).limit(limit)
+        with self._errors("cannot list pages"):
+            async with self._engine.connect() as conn:
+                return [_outbox_of(r) for r in (await conn.execute(query)).all()]
+
+    # -- silences ------------------------------------------------------------------------------
+
+    async def add_silence(
+        self,
+        app: str,
+        starts_at: float,
+        ends_at: float,
+        *,
+        author: str,
+        reason: str,
+        created_at: float,
+        suspend_mitigation: bool = False,
+    ) -> Silence:
+        """Store a silence of ``app`` (``"*"`` for every app) from ``starts_at`` to
+        ``ends_at``; ``StoreError`` when it would end before it starts or names no app."""
+        if not app:
+            raise StoreError("a silence needs an app name (or \"*\" for every app)")
+        if not (math.isfinite(starts_at) and math.isfinite(ends_at)) or ends_at <= starts_at:
+            raise StoreError(f"a silence must end after it starts (starts_at {starts_at}, "
+                             f"ends_at {ends_at})")
+        row = {"app": app, "starts_at": float(starts_at), "ends_at": float(ends_at),
+               "author": author, "reason": reason,
+               "suspend_mitigation": bool(suspend_mitigation), "created_at": float(created_at)}
+        with self._errors(f"cannot add a silence of {app!r}"):
+            async with self._engine.begin() as conn:
+                new_id = (await conn.execute(insert(silences).values(**row)
+                                             .returning(silences.c.id))).scalar_one()
+        return Silence(id=new_id, **row)
+
+    async def active_silences(self, now: float) -> list[Silence]:
+        """Silences in force at ``now`` (``starts_at <= now < ends_at``), oldest first."""
+        query = (select(silences)
+                 .where(silences.c.starts_at <= now, silences.c.ends_at > now)
+                 .order_by(silences.c.starts_at, silences.c.id))
+        with self._errors("cannot read silences"):
+            async with self._engine.connect() as conn:
+                return [_silence_of(r) for r in (await conn.execute(query)).all()]
+
+    async def list_silences(self, limit: int = 100) -> list[Silence]:
+        """Every silence (past, active, future), newest start first."""
+        if limit <= 0:
+            return []
+        query = (select(silences)
+                 .order_by(silences.c.starts_at.desc(), silences.c.id.desc()).limit(limit))
+        with self._errors("cannot list silences"):
+            async with self._engine.connect() as conn:
+                return [_silence_of(r) for r in (await conn.execute(query)).all()]
+
+    async def end_silence(self, silence_id: int, at: float) -> Silence | None:
+        """End the silence at ``at`` (never later than it was to end; a silence not started
+        yet then ends where it starts); the silence as it is now, or None when unknown."""
+        with self._errors(f"cannot end silence {silence_id}"):
+            async with self._engine.begin() as conn:
+                row = (await conn.execute(
+                    select(silences).where(silences.c.id == silence_id))).first()
+                if row is None:
+                    return None
+                ends = min(row.ends_at, max(float(at), row.starts_at))
+                await conn.execute(update(silences).where(silences.c.id == silence_id)
+                                   .values(ends_at=ends))
+                row = (await conn.execute(
+                    select(silences).where(silences.c.id == silence_id))).one()
+        return _silence_of(row)
+
     # -- helpers -------------------------------------------------------------------------------
 
     @contextmanager
@@ -506,6 +866,11 @@ class Store:
             index_elements=[table.c[key]],
             set_={col: stmt.excluded[col] for col in row if col != key},
         )
+
+    def _insert_ignore(self, table: Any, keys: Sequence[str], rows: list[dict[str, Any]]) -> Any:
+        ins = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        return ins(table).values(rows).on_conflict_do_nothing(
+            index_elements=[table.c[k] for k in keys])
 
     async def _incidents_with_timelines(self, query: Select[Any], what: str) -> list[Incident]:
         with self._errors(what):

@@ -6,6 +6,12 @@
 * ``kv`` - small daemon state (budgets, heartbeats) as JSON values under string keys.
 * ``samples`` - per app, the error ratio and p95 of each evaluation while an incident is open
   (the post-incident report draws them).
+* ``outbox`` - every page, one row per channel, written before it is sent; ``state`` is
+  pending, sent, failed, silenced or handed_over, and (``key``, ``channel``) is unique, so the
+  same page is never queued twice on one channel. No foreign key to ``incidents``: a page is
+  never refused for want of an incident row.
+* ``silences`` - maintenance windows: pages for ``app`` (or every app, ``"*"``) between
+  ``starts_at`` and ``ends_at`` are held back (stored as silenced, not sent).
 
 Times are epoch seconds (UTC) as floats, exactly as in the values; enums are stored as their
 string values. The partial unique index ``one_open_incident_per_app`` is the database's guarantee
@@ -16,6 +22,7 @@ from __future__ import annotations
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -24,12 +31,13 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     UniqueConstraint,
 )
 
 from hotdash_watch.incident_model import State
 
-__all__ = ["incidents", "kv", "metadata", "samples", "timeline"]
+__all__ = ["incidents", "kv", "metadata", "outbox", "samples", "silences", "timeline"]
 
 # Deterministic constraint names, so that a later migration can refer to them by name.
 metadata = MetaData(naming_convention={
@@ -106,4 +114,39 @@ samples = Table(
     Column("p95_ms", Float, nullable=True),
     Column("severity", String(10), nullable=True),
     Index("ix_samples_app_at", "app", "at"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("key", String(200), nullable=False),
+    Column("channel", String(100), nullable=False),
+    Column("incident_id", String(40), nullable=False, index=True),
+    Column("event", String(30), nullable=False),
+    Column("severity", String(10), nullable=False),
+    Column("page", JSON, nullable=False),
+    Column("state", String(20), nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Float, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("sent_at", Float, nullable=True),
+    Column("last_error", Text, nullable=True),
+    UniqueConstraint("key", "channel"),
+    # The delivery loop's query: pending rows of a channel, oldest first.
+    Index("ix_outbox_state_channel_created", "state", "channel", "created_at", "id"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String, nullable=False),
+    Column("starts_at", Float, nullable=False),
+    Column("ends_at", Float, nullable=False),
+    Column("author", String(200), nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("suspend_mitigation", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Index("ix_silences_ends_at", "ends_at"),
 )

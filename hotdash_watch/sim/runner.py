@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import Clock, ScaledClock
@@ -36,10 +37,44 @@ __all__ = ["build_report", "run_scenario", "settings_for", "simulate", "write_re
 log = structlog.get_logger("hotdash_watch.simulate")
 
 
+class PageReceiver:
+    """A local webhook receiver standing in for the people: records every page it gets."""
+
+    def __init__(self, clock: Clock) -> None:
+        self.clock = clock
+        self.pages: list[tuple[float, dict[str, Any]]] = []
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+
+    async def _receive(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.Response(status=400)
+        self.pages.append((self.clock.timestamp(), body))
+        return web.Response(status=200)
+
+    async def start(self) -> str:
+        app = web.Application()
+        app.router.add_post("/pages", self._receive)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.url = f"http://127.0.0.1:{self._runner.addresses[0][1]}/pages"
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+
 def settings_for(scenario: Scenario, sim: SimServer, *, config: str | Path | None = None,
-                 workdir: Path, dry_run: bool = True, port: int = 0) -> Settings:
+                 workdir: Path, dry_run: bool = True, port: int = 0,
+                 page_url: str | None = None) -> Settings:
     """The daemon's settings for a scenario: the user's (or default) settings, with every
-    target pointed at the simulator."""
+    target pointed at the simulator, pages sent to ``page_url`` (never to the configured
+    channels) and the journal and artifacts kept in ``workdir``."""
     base = load_settings(config) if config is not None else None
     known = {a.name: a.model_dump(exclude={"name", "health_url"}) for a in base.apps} \
         if base is not None else {}
@@ -51,9 +86,17 @@ def settings_for(scenario: Scenario, sim: SimServer, *, config: str | Path | Non
     }
     if base is not None:
         fly = {**base.fly.model_dump(exclude={"api_token"}), **fly}
+    notify: dict[str, Any] = base.notify.model_dump(exclude={"channels"}) if base else {}
+    notify.update({
+        "channels": [{"name": "simulate", "kind": "webhook", "url": page_url}] if page_url
+        else [],
+        "journal_path": str(workdir / "feedback" / "reliability.md"),
+        "artifacts_dir": str(workdir / "artifacts" / "reliability"),
+    })
     return load_settings(config, overrides={
         "apps": apps,
         "fly": fly,
+        "notify": notify,
         "store_url": f"sqlite+aiosqlite:///{workdir / 'simulate.db'}",
         "server": {"host": "127.0.0.1", "port": port},
         "dry_run": dry_run,
@@ -108,11 +151,14 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
     """Run ``scenario`` to its end (or to ``stop_at_s``) on ``clock``; return the report."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="hotdash-simulate-"))
     sim = SimServer(scenario, clock)
+    receiver = PageReceiver(clock)
+    await receiver.start()
     await sim.start()
     t0 = clock.timestamp() - sim.world.t()
     daemon: Daemon | None = None
     try:
-        settings = settings_for(scenario, sim, config=config, workdir=workdir, dry_run=dry_run)
+        settings = settings_for(scenario, sim, config=config, workdir=workdir, dry_run=dry_run,
+                                page_url=receiver.url)
         daemon = Daemon(settings, clock, registry or CollectorRegistry())
         await daemon.start()
         end = scenario.duration_s if stop_at_s is None else min(stop_at_s, scenario.duration_s)
@@ -125,13 +171,18 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
             if full is not None:
                 incidents.append(full)
         actions: list[dict[str, Any]] = []  # mitigation arrives with the policy engine
-        pages: list[dict[str, Any]] = []  # paging arrives with the notifier
+        pages = [{"at_s": round(at - t0, 1), "channel": "simulate",
+                  "severity": body.get("severity"), "status": body.get("status"),
+                  "event": body.get("event"), "incident_id": body.get("incident_id"),
+                  "subject": body.get("subject")}
+                 for at, body in receiver.pages]
         return build_report(scenario, clock.rate, t0, incidents, actions, pages,
                             sim.world.recovered_at_s)
     finally:
         if daemon is not None:
             await daemon.stop()
         await sim.stop()
+        await receiver.stop()
 
 
 async def simulate(path: str | Path, *, time_scale: float = 60.0,

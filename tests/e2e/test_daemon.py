@@ -186,3 +186,51 @@ class TestLogs:
                 assert e.get("incident_id") == inc_id, e
         opened = events["incident_opened"]
         assert opened["severity"] in ("SEV-1", "SEV-2") and opened["reasons"]
+
+
+class TestAdminApi:
+    async def test_mutations_need_the_bearer_token(self, service: LocalService, tmp_path,
+                                                   clock: ManualClock):
+        """Silences and acknowledgements need the configured bearer token; a silence has an
+        author and an end; an acknowledgement lands on the incident's timeline."""
+        url = f"sqlite+aiosqlite:///{tmp_path / 'w.db'}"
+        s = settings(apps=[{"name": "svc", "health_url": service.url}], store_url=url,
+                     server={"host": "127.0.0.1", "port": 0, "api_token": "t0ken-s3cret"},
+                     probes={"timeout_s": 2, "reprobe_on_failure": False})
+        d = Daemon(s, clock, CollectorRegistry(), schedule=False)
+        await d.start()
+        try:
+            async with aiohttp.ClientSession() as http:
+                body = {"app": "svc", "duration_s": 3600, "author": "dana", "reason": "deploy"}
+                async with http.post(f"{d.url}/api/silences", json=body) as r:
+                    assert r.status == 401
+                async with http.post(f"{d.url}/api/silences", json=body,
+                                     headers={"Authorization": "Bearer wrong"}) as r:
+                    assert r.status == 401
+                auth = {"Authorization": "Bearer t0ken-s3cret"}
+                async with http.post(f"{d.url}/api/silences", json={**body, "author": ""},
+                                     headers=auth) as r:
+                    assert r.status == 400 and "author" in (await r.json())["error"]
+                async with http.post(f"{d.url}/api/silences", json={**body, "app": "nope"},
+                                     headers=auth) as r:
+                    assert r.status == 400 and "svc" in (await r.json())["error"]
+                async with http.post(f"{d.url}/api/silences", json=body, headers=auth) as r:
+                    assert r.status == 201
+                    created = await r.json()
+                assert created["active"] and created["author"] == "dana"
+                async with http.get(f"{d.url}/api/silences") as r:
+                    assert [x["id"] for x in (await r.json())["silences"]] == [created["id"]]
+                async with http.delete(f"{d.url}/api/silences/{created['id']}",
+                                       headers=auth) as r:
+                    assert r.status == 200 and not (await r.json())["active"]
+
+                service.error_ratio = 1.0
+                await tick(d, clock, 8)
+                inc = incident(d)
+                async with http.post(f"{d.url}/api/incidents/{inc.id}/acknowledge",
+                                     json={"author": "dana"}, headers=auth) as r:
+                    assert r.status == 200
+                    timeline = (await r.json())["timeline"]
+                assert timeline[-1]["reasons"] == ["acknowledged by dana"]
+        finally:
+            await d.stop()

@@ -26,6 +26,7 @@ async def running_alertmanager(workdir: Path) -> AsyncIterator[str]:
     """Start Alertmanager with an empty route; yield its base URL once it is ready."""
     binary = alertmanager_binary()
     port = free_port()
+    workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up, tiny
     (workdir / "am.yml").write_text(CONFIG)
     (workdir / "data").mkdir(exist_ok=True)
     log = (workdir / "alertmanager.log").open("w")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from hotdash_watch.config import Settings, load_settings
@@ -40,4 +42,9 @@ def settings(**overrides: Any) -> Settings:
     """Default settings with one app ``svc`` unless ``apps`` is given."""
     overrides.setdefault("apps", [{"name": "svc", "health_url": "http://127.0.0.1:9/health"}])
     overrides.setdefault("store_url", "sqlite+aiosqlite:///:memory:")
+    records = Path(tempfile.mkdtemp(prefix="hotdash-test-records-"))
+    notify = dict(overrides.get("notify") or {})
+    notify.setdefault("journal_path", str(records / "feedback" / "reliability.md"))
+    notify.setdefault("artifacts_dir", str(records / "artifacts"))
+    overrides["notify"] = notify
     return load_settings(None, overrides=overrides)

@@ -1,0 +1,657 @@
+"""The durable outbox: a page is written before it is sent, and never silently lost.
+
+``Outbox.page`` stores one row per channel whose ``min_severity`` admits the page (state
+``pending``; ``silenced`` while a silence covers the app) and wakes the delivery loop.
+``Outbox.run`` (a task of the daemon's TaskGroup) sends due rows, channel by channel in the
+order they were queued, and records each outcome in the store::
+
+    pending --2xx------------------------------------------> sent     (never sent again)
+       |  --5xx/408/429/connection/timeout----------------> pending  (retry at now + backoff)
+       |  --other 4xx-------------------------------------> failed   (+ a copy for the next
+       |                                                               working channel)
+       |  --its channel failing >= failover_after_s-------> handed_over (+ a copy for the
+       |                                                               next working channel)
+    silenced (held back by a silence: stored, visible, counted, never sent, also not after
+              the silence ends; status updates and later pages then go out as usual)
+
+Failover goes to the next configured channel after the failing one (config order, wrapping)
+that is not failing itself, whatever its ``min_severity``: that setting says which pages a
+channel gets while all is well, and a page that cannot go where it should goes where someone
+will see it. A channel that already has the page (the fan-out gave it one) gets no second
+copy. With no working channel left, pages stay pending on their own channel: never dropped.
+A failed-over channel is tried again (with its oldest page) each time its retry time comes;
+its first success ends the breakage.
+
+Backoff is exponential from ``notify.retry_initial_s`` to ``notify.retry_max_s`` with +-20 %
+jitter (a receiver's Retry-After is honoured up to the maximum), in clock seconds. A channel's
+rows go out in order: a row waits while an older row of its channel waits for its retry.
+
+"Exactly once per (page key, channel)" holds as far as the receiver allows: the store refuses
+a second row for a (key, channel), a row is marked sent only after a 2xx and is never sent
+again. A send whose answer is lost (timeout, crash before the row is marked) is sent again;
+receivers drop repeats by the dedup key (``X-Hotdash-Dedup-Key``, PagerDuty's ``dedup_key``,
+Alertmanager's labels).
+
+When a channel fails, paging is broken on it from its first failed attempt until its next
+success: ``paging_status()`` (for /healthz) and the metrics say so, and the next page that gets
+through on any channel carries a note saying which channel was broken, for how long, and by how
+much that page was delayed. Channel health is kept in the store (``kv``), so a restart neither
+forgets a breakage nor restarts its failover timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+import aiohttp
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from hotdash_watch.clock import Clock
+from hotdash_watch.config import Settings
+from hotdash_watch.notify.base import Notifier, Page, SendResult
+from hotdash_watch.notify.templates import format_duration, iso
+from hotdash_watch.records.store import OutboxRow, OutboxStats, PageState, Store, StoreError
+from hotdash_watch.severity import Severity
+
+__all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "backoff_delay", "paging_note"]
+
+HEALTH_KEY = "notify.paging"
+"""The ``kv`` key under which channel health survives a restart."""
+
+_DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+_NOTE_DETAIL_MAX = 80
+
+
+def _log() -> Any:
+    # Looked up per event so that structlog.testing.capture_logs sees it.
+    return structlog.get_logger("hotdash_watch.notify")
+
+
+class Outcome(StrEnum):
+    """What happened to a page on a channel; the ``outcome`` label of pages_total."""
+
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+    SILENCED = "silenced"
+    HANDED_OVER = "handed_over"
+
+
+class NotifyMetrics:
+    """The outbox's collectors on a registry passed in; label sets made per channel at start."""
+
+    _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, NotifyMetrics] = (
+        weakref.WeakKeyDictionary())
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.pages = Counter(
+            "hotdash_watch_pages_total",
+            "Page deliveries by channel and outcome (sent, retry, failed, silenced, "
+            "handed_over).",
+            ["channel", "outcome"], registry=registry,
+        )
+        self.depth = Gauge(
+            "hotdash_watch_outbox_depth", "Pages waiting in the outbox (all channels).",
+            registry=registry,
+        )
+        self.oldest_age = Gauge(
+            "hotdash_watch_outbox_oldest_age_seconds",
+            "Age of the oldest page waiting in the outbox (0 when empty).", registry=registry,
+        )
+        self.broken = Gauge(
+            "hotdash_watch_paging_broken_seconds",
+            "How long the channel has been failing (0 while it works).",
+            ["channel"], registry=registry,
+        )
+        self.delivery = Histogram(
+            "hotdash_watch_page_delivery_seconds",
+            "Time from a page being queued to the channel accepting it.",
+            ["channel"], buckets=_DELIVERY_BUCKETS, registry=registry,
+        )
+
+    @classmethod
+    def for_registry(cls, registry: CollectorRegistry) -> NotifyMetrics:
+        """The collectors of ``registry``, made on first use (one set per registry)."""
+        found = cls._by_registry.get(registry)
+        if found is None:
+            found = cls._by_registry[registry] = cls(registry)
+        return found
+
+    def init_channels(self, channels: Sequence[str]) -> None:
+        """Create each channel's label sets so every series exists at zero."""
+        for name in channels:
+            for outcome in Outcome:
+                self.pages.labels(name, outcome.value)
+            self.broken.labels(name).set(0)
+            self.delivery.labels(name)
+
+
+@dataclass
+class Breakage:
+    """A channel failing from ``since`` to ``until`` (None: still failing)."""
+
+    channel: str
+    since: float
+    detail: str
+    until: float | None = None
+    reported: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"channel": self.channel, "since": self.since, "detail": self.detail,
+                "until": self.until, "reported": self.reported}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Breakage:
+        return cls(channel=str(data["channel"]), since=float(data["since"]),
+                   detail=str(data.get("detail") or ""), until=data.get("until"),
+                   reported=bool(data.get("reported")))
+
+
+@dataclass
+class _Health:
+    """One channel's state: the breakage in progress (if any) and when it may be tried."""
+
+    breakage: Breakage | None = None
+    retry_at: float = 0.0
+
+    def failing_for(self, now: float) -> float:
+        return 0.0 if self.breakage is None else max(0.0, now - self.breakage.since)
+
+
+def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: random.Random,
+                  retry_after: float | None = None) -> float:
+    """Seconds before retry number ``attempt`` (1, 2, ...): ``initial_s * 2**(attempt-1)``
+    up to ``max_s``, +-20 % jitter, never below ``initial_s`` nor above ``max_s``; at least
+    the receiver's ``retry_after`` (itself capped at ``max_s``)."""
+    base = min(max_s, initial_s * 2.0 ** min(max(attempt - 1, 0), 60))
+    delay = min(max_s, max(initial_s, base * rng.uniform(0.8, 1.2)))
+    if retry_after is not None and math.isfinite(retry_after):
+        delay = max(delay, min(max_s, retry_after))
+    return delay
+
+
+def _short(detail: str) -> str:
+    return detail if len(detail) <= _NOTE_DETAIL_MAX else detail[: _NOTE_DETAIL_MAX - 3] + "..."
+
+
+def paging_note(breakages: Sequence[Breakage], now: float, *, sending_on: str,
+                delayed_s: float, handed_to: Mapping[str, str] | None = None) -> str | None:
+    """The NOTE for a page that gets through after paging was broken (pure).
+
+    A breakage of ``sending_on`` ends with this page; others still open say "still failing".
+    ``handed_to`` names where a failed-over channel's pages go.
+    """
+    if not breakages:
+        return None
+    parts = []
+    for b in breakages:
+        end = b.until if b.until is not None else now
+        still = b.until is None and b.channel != sending_on
+        where = (handed_to or {}).get(b.channel)
+        extra = ", still failing" if still else ""
+        if still and where:
+            extra += f", its pages go to {where}"
+        parts.append(f"for {format_duration(end - b.since)} (channel {b.channel} failing since "
+                     f"{iso(b.since)}: {_short(b.detail)}{extra})")
+    note = "paging was broken " + " and ".join(parts)
+    if delayed_s >= 1.0:
+        note += f"; this page was delayed by {format_duration(delayed_s)}"
+    return note
+
+
+def _admits(notifier: Notifier, severity: Severity) -> bool:
+    return severity.rank >= Severity(notifier.min_severity).rank
+
+
+@dataclass
+class _PassResult:
+    """What one pass did: rows it changed (0: the loop must not spin) and pages sent."""
+
+    progress: int = 0
+    sent: int = 0
+
+
+class Outbox:
+    """Persist pages before sending, deliver them in order per channel, retry, fail over.
+
+    ``metrics_registry`` is a ``CollectorRegistry`` or the daemon's ``Metrics`` (its
+    ``registry`` is used); ``None`` keeps the collectors on a private registry. ``rng`` makes
+    the backoff jitter reproducible in tests.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        notifiers: Sequence[Notifier],
+        session: aiohttp.ClientSession,
+        clock: Clock,
+        metrics_registry: Any,
+        settings: Settings,
+        *,
+        rng: random.Random | None = None,
+        batch: int = 100,
+        poll_s: float = 5.0,
+    ) -> None:
+        names = [n.name for n in notifiers]
+        if len(set(names)) != len(names):
+            raise ValueError(f"channel names must be unique, got {names}")
+        self._store = store
+        self._notifiers = list(notifiers)
+        self._by_name = {n.name: n for n in notifiers}
+        self._session = session
+        self._clock = clock
+        self._settings = settings
+        self._rng = rng or random.Random()
+        self._batch = batch
+        self._poll_s = poll_s
+        registry = getattr(metrics_registry, "registry", metrics_registry)
+        if registry is None:
+            registry = CollectorRegistry(auto_describe=True)
+        self.metrics = NotifyMetrics.for_registry(registry)
+        self.metrics.init_channels(names)
+        self._health = {name: _Health() for name in names}
+        self._reported_later: list[Breakage] = []  # ended, not yet told in a page
+        self._loaded = False
+        self._lock = asyncio.Lock()
+        self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._stats = OutboxStats(depth=0, oldest_age_s=0.0, next_attempt_at=None)
+        self._oldest_created: float | None = None
+        for name in names:
+            self.metrics.broken.labels(name).set_function(self._broken_seconds(name))
+        self.metrics.oldest_age.set_function(self._oldest_age)
+
+    # -- queueing ------------------------------------------------------------------------------
+
+    async def page(self, page: Page) -> None:
+        """Store ``page`` once per channel that admits its severity, before anything is sent.
+
+        While an active silence covers the app the rows are stored as ``silenced`` (visible,
+        never sent). A page whose key is already queued on a channel is not queued again.
+        """
+        now = self._clock.timestamp()
+        targets = [n for n in self._notifiers if _admits(n, page.severity)]
+        log = _log().bind(incident_id=page.incident_id, app=page.app, key=page.key)
+        if not targets:
+            log.warning("page_not_routed", severity=page.severity.value,
+                        reason="no channel admits this severity"
+                        if self._notifiers else "no channel configured")
+            return
+        silence = next((s for s in await self._store.active_silences(now)
+                        if s.matches(page.app)), None)
+        state = PageState.SILENCED if silence is not None else PageState.PENDING
+        rows = [self._row(page.as_dict(), n.name, state, now, now) for n in targets]
+        new_ids = await self._store.enqueue_pages(rows)
+        if silence is not None:
+            # New rows come first in channel order; a repeat adds none (a channel added to
+            # the config between two calls with one key is the only inexact case).
+            for n in targets[: len(new_ids)]:
+                self.metrics.pages.labels(n.name, Outcome.SILENCED.value).inc()
+            log.info("page_silenced", channels=[n.name for n in targets],
+                     silence_id=silence.id, silence_until=iso(silence.ends_at))
+            return
+        if new_ids:
+            log.info("page_enqueued", channels=[n.name for n in targets], rows=len(new_ids))
+            self.wake()
+        else:
+            log.info("page_duplicate", channels=[n.name for n in targets])
+
+    def wake(self) -> None:
+        """Make the delivery loop run a pass now instead of at its next tick."""
+        self._wake.set()
+
+    # -- delivery ------------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The delivery loop: a pass, then sleep (clock) until a row is due or ``wake()``."""
+        _log().info("outbox_started", channels=list(self._by_name))
+        while True:
+            await self._clock.sleep(0)  # a cancellation point before each pass
+            self._idle.clear()
+            self._wake.clear()
+            progress = 0
+            try:
+                progress = await self._pass()
+                delay = self._next_delay(self._clock.timestamp())
+            except StoreError as e:
+                _log().error("outbox_store_error", detail=str(e))
+                delay = self._poll_s
+            except Exception as e:  # a bug must not end paging; say so, then carry on
+                _log().exception("outbox_pass_failed", error=type(e).__name__)
+                delay = self._poll_s
+            if delay <= 0 and progress == 0:
+                delay = min(self._poll_s, 0.5)
+            await self._wait(delay)
+
+    async def wait_idle(self) -> None:
+        """Return once ``run`` has finished its pass and sleeps (tests and the bench order
+        their steps with it instead of sleeping)."""
+        await self._idle.wait()
+
+    async def deliver_due(self) -> None:
+        """One delivery pass over every channel (the loop's body; tests call it directly)."""
+        await self._pass()
+
+    def paging_status(self) -> dict[str, Any]:
+        """Whether paging works, per channel, for /healthz and the API."""
+        now = self._clock.timestamp()
+        channels: dict[str, Any] = {}
+        for n in self._notifiers:
+            h = self._health[n.name]
+            b = h.breakage
+            channels[n.name] = {
+                "kind": n.kind,
+                "ok": b is None,
+                "broken_since": None if b is None else iso(b.since),
+                "broken_for_s": round(h.failing_for(now), 3),
+                "failed_over": b is not None and self._failed_over(h, now),
+                "last_error": None if b is None else b.detail,
+            }
+        return {
+            "ok": all(c["ok"] for c in channels.values()),
+            "channels": channels,
+            "outbox": {"depth": self._stats.depth,
+                       "oldest_age_s": round(self._oldest_age(), 3)},
+        }
+
+    # -- one pass ------------------------------------------------------------------------------
+
+    async def _pass(self) -> int:
+        async with self._lock:
+            await self._load_health()
+            now = self._clock.timestamp()
+            rows = await self._store.due_pages(now, self._batch)
+            by_channel: dict[str, list[OutboxRow]] = {}
+            for row in rows:
+                by_channel.setdefault(row.channel, []).append(row)
+            result = _PassResult()
+            stray = [r for name, rs in by_channel.items() if name not in self._by_name
+                     for r in rs]
+            for row in stray:  # a channel removed from the config since the row was queued
+                await self._guarded(self._hand_over(
+                    row, PageState.HANDED_OVER, f"channel {row.channel} is not configured",
+                    now, result), row.channel)
+            async with asyncio.TaskGroup() as tg:
+                for n in self._notifiers:
+                    due = by_channel.get(n.name, [])
+                    h = self._health[n.name]
+                    if due or (h.breakage is not None and self._failed_over(h, now)):
+                        tg.create_task(self._guarded(self._channel(n, due, now, result),
+                                                     n.name))
+            await self._refresh_stats()
+            return result.progress
+
+    async def _guarded(self, work: Any, channel: str) -> None:
+        """Run one channel's work so that its failure never stops the other channels."""
+        try:
+            await work
+        except StoreError as e:  # the row stays as it was; the next pass tries again
+            _log().error("outbox_store_error", channel=channel, detail=str(e))
+        except Exception as e:  # a bug: say so; the rows stay pending for the next pass
+            _log().exception("outbox_channel_failed", channel=channel, error=type(e).__name__)
+
+    async def _channel(self, n: Notifier, due: list[OutboxRow], now: float,
+                       result: _PassResult) -> None:
+        h = self._health[n.name]
+        if h.breakage is not None and self._failed_over(h, now):
+            if not due or h.retry_at > now:
+                await self._hand_over_channel(n.name, now, result)
+                return
+            # Time to probe the broken channel again, with its oldest page.
+            outcome = await self._attempt(n, due[0], result)
+            if outcome is not Outcome.SENT:
+                await self._hand_over_channel(n.name, self._clock.timestamp(), result)
+                return
+            due = due[1:]
+        for row in due:
+            await self._clock.sleep(0)  # check for cancellation before each attempt
+            outcome = await self._attempt(n, row, result)
+            if outcome is Outcome.RETRY:
+                t = self._clock.timestamp()
+                if h.breakage is not None and self._failed_over(h, t):
+                    await self._hand_over_channel(n.name, t, result)
+                return  # the rest wait behind this row: order per channel
+
+    async def _attempt(self, n: Notifier, row: OutboxRow, result: _PassResult) -> Outcome:
+        try:
+            page = Page.from_dict(row.page)
+        except (KeyError, TypeError, ValueError) as e:  # a row no version of us could write
+            await self._store.mark_page(row.id, PageState.FAILED, row.attempts, row.next_attempt_at,
+                                        last_error=f"unreadable page ({type(e).__name__})")
+            _log().error("page_unreadable", channel=n.name, key=row.key, error=type(e).__name__)
+            result.progress += 1
+            return Outcome.FAILED
+        start = self._clock.timestamp()
+        told = self._untold()
+        note = paging_note(told, start, sending_on=n.name,
+                           delayed_s=start - row.created_at, handed_to=self._handed_to(start))
+        if note is not None:
+            page = page.with_note(note)
+        res: SendResult = await n.send(page, self._session, self._clock)
+        t = self._clock.timestamp()
+        attempts = row.attempts + 1
+        log = _log().bind(channel=n.name, incident_id=row.incident_id, key=row.key,
+                          attempt=attempts)
+        result.progress += 1
+        if res.ok:
+            await self._store.mark_page(row.id, PageState.SENT, attempts, row.next_attempt_at,
+                                        sent_at=t, last_error=None)
+            self.metrics.pages.labels(n.name, Outcome.SENT.value).inc()
+            self.metrics.delivery.labels(n.name).observe(max(0.0, t - row.created_at))
+            result.sent += 1
+            log.info("page_sent", status=res.status, delay_s=round(t - row.created_at, 3),
+                     noted=note is not None)
+            await self._succeeded(n.name, t, told if note is not None else [])
+            return Outcome.SENT
+        await self._failed(n.name, t, res.detail)
+        if res.retryable:
+            delay = backoff_delay(attempts, self._settings.notify.retry_initial_s,
+                                  self._settings.notify.retry_max_s, self._rng, res.retry_after)
+            self._health[n.name].retry_at = t + delay
+            await self._store.mark_page(row.id, PageState.PENDING, attempts, t + delay,
+                                        last_error=res.detail)
+            self.metrics.pages.labels(n.name, Outcome.RETRY.value).inc()
+            log.warning("page_retry", status=res.status, detail=res.detail,
+                        retry_in_s=round(delay, 3))
+            return Outcome.RETRY
+        self.metrics.pages.labels(n.name, Outcome.FAILED.value).inc()
+        log.error("page_rejected", status=res.status, detail=res.detail)
+        await self._hand_over(row, PageState.FAILED, res.detail, t, result, attempts=attempts)
+        return Outcome.FAILED
+
+    # -- failover ------------------------------------------------------------------------------
+
+    def _failed_over(self, h: _Health, now: float) -> bool:
+        return h.breakage is not None and h.failing_for(now) >= (
+            self._settings.notify.failover_after_s)
+
+    def _target(self, channel: str) -> Notifier | None:
+        """The next configured channel after ``channel`` (config order, wrapping) that works.
+
+        ``min_severity`` is not asked: it says which pages a channel gets when all is well,
+        and a page that cannot go where it should goes where someone will see it.
+        """
+        names = [n.name for n in self._notifiers]
+        start = names.index(channel) + 1 if channel in names else 0
+        for i in range(len(names)):
+            n = self._notifiers[(start + i) % len(names)]
+            if n.name != channel and self._health[n.name].breakage is None:
+                return n
+        return None
+
+    def _handed_to(self, now: float) -> dict[str, str]:
+        out = {}
+        for n in self._notifiers:
+            h = self._health[n.name]
+            if h.breakage is not None and self._failed_over(h, now):
+                target = self._target(n.name)
+                if target is not None:
+                    out[n.name] = target.name
+        return out
+
+    async def _hand_over_channel(self, channel: str, now: float, result: _PassResult) -> None:
+        detail = self._health[channel].breakage
+        why = (f"channel {channel} failing for "
+               f"{format_duration(self._health[channel].failing_for(now))}"
+               + (f": {detail.detail}" if detail is not None else ""))
+        for row in await self._store.pending_pages(channel):
+            await self._hand_over(row, PageState.HANDED_OVER, why, now, result)
+
+    async def _hand_over(self, row: OutboxRow, state: PageState, why: str, now: float,
+                         result: _PassResult, *, attempts: int | None = None) -> None:
+        """Give ``row``'s page to the next working channel, closing ``row`` as ``state``.
+
+        When that channel already has the page (the fan-out gave it one), only ``row`` is
+        closed. Without a working channel, a handed-over row stays pending (retried on its own
+        channel) and a rejected row is closed as failed.
+        """
+        attempts = row.attempts if attempts is None else attempts
+        target = self._target(row.channel)
+        log = _log().bind(channel=row.channel, incident_id=row.incident_id, key=row.key)
+        if target is None:
+            if state is PageState.FAILED:
+                await self._store.mark_page(row.id, PageState.FAILED, attempts,
+                                            row.next_attempt_at, last_error=why)
+                log.error("page_undeliverable", detail=why, reason="no other working channel")
+                result.progress += 1
+            elif row.channel not in self._by_name and row.next_attempt_at <= now:
+                await self._store.mark_page(
+                    row.id, PageState.PENDING, attempts,
+                    now + self._settings.notify.retry_max_s,
+                    last_error=f"{why}; no other working channel")
+            return
+        new_row = self._row(row.page, target.name, PageState.PENDING, now, row.created_at)
+        new_id = await self._store.hand_over_page(
+            row.id, new_row, state=state.value, attempts=attempts,
+            last_error=f"{why}; handed over to {target.name}")
+        result.progress += 1
+        if state is PageState.HANDED_OVER and row.channel in self._by_name:
+            self.metrics.pages.labels(row.channel, Outcome.HANDED_OVER.value).inc()
+        log.warning("page_handed_over", to=target.name, detail=why,
+                    already_there=new_id is None)
+        self.wake()
+
+    # -- channel health ------------------------------------------------------------------------
+
+    def _untold(self) -> list[Breakage]:
+        """Breakages no delivered page has told of yet, ended ones first."""
+        live = [h.breakage for h in self._health.values()
+                if h.breakage is not None and not h.breakage.reported]
+        return [*self._reported_later, *live]
+
+    async def _failed(self, channel: str, at: float, detail: str) -> None:
+        h = self._health[channel]
+        if h.breakage is None:
+            h.breakage = Breakage(channel=channel, since=at, detail=detail)
+            _log().error("paging_broken", channel=channel, detail=detail)
+            await self._save_health(at)
+        else:
+            h.breakage.detail = detail
+
+    async def _succeeded(self, channel: str, at: float, told: Sequence[Breakage]) -> None:
+        changed = False
+        for b in told:
+            b.reported = True
+            changed = True
+        h = self._health[channel]
+        if h.breakage is not None:
+            b = h.breakage
+            b.until = at
+            h.breakage = None
+            h.retry_at = 0.0
+            _log().info("paging_recovered", channel=channel,
+                        broken_for_s=round(at - b.since, 3), told=b.reported)
+            if not b.reported:
+                self._reported_later.append(b)
+            changed = True
+        self._reported_later = [b for b in self._reported_later if not b.reported]
+        if changed:
+            await self._save_health(at)
+
+    async def _save_health(self, at: float) -> None:
+        state = {
+            "channels": {name: h.breakage.as_json() for name, h in self._health.items()
+                         if h.breakage is not None},
+            "untold": [b.as_json() for b in self._reported_later],
+        }
+        try:
+            await self._store.put_state(HEALTH_KEY, state, at)
+        except StoreError as e:  # health is a convenience; the rows are what is durable
+            _log().error("outbox_store_error", detail=str(e))
+
+    async def _load_health(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        saved = await self._store.get_state(HEALTH_KEY)
+        if not isinstance(saved, dict):
+            return
+        for name, data in (saved.get("channels") or {}).items():
+            if name in self._health:
+                b = Breakage.from_json(data)
+                self._health[name].breakage = b
+        self._reported_later = [Breakage.from_json(d) for d in saved.get("untold") or ()]
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+
+    def _row(self, page: Mapping[str, Any], channel: str, state: PageState, now: float,
+             created_at: float) -> dict[str, Any]:
+        return {
+            "key": page["key"], "channel": channel, "incident_id": page["incident_id"],
+            "event": page["event"], "severity": page["severity"], "page": dict(page),
+            "state": state.value, "attempts": 0, "next_attempt_at": now,
+            "created_at": created_at,
+        }
+
+    async def _refresh_stats(self) -> None:
+        now = self._clock.timestamp()
+        self._stats = await self._store.outbox_stats(now)
+        self._oldest_created = (now - self._stats.oldest_age_s) if self._stats.depth else None
+        self.metrics.depth.set(self._stats.depth)
+
+    def _broken_seconds(self, channel: str) -> Any:
+        def value() -> float:
+            return self._health[channel].failing_for(self._clock.timestamp())
+        return value
+
+    def _oldest_age(self) -> float:
+        if self._oldest_created is None:
+            return 0.0
+        return max(0.0, self._clock.timestamp() - self._oldest_created)
+
+    def _next_delay(self, now: float) -> float:
+        """Seconds until the next row is due or a failing channel reaches its failover time,
+        at most ``poll_s``."""
+        due = [self._poll_s]
+        if self._stats.next_attempt_at is not None:
+            due.append(self._stats.next_attempt_at - now)
+        limit = self._settings.notify.failover_after_s
+        for h in self._health.values():
+            if h.breakage is not None and self._stats.depth:
+                until = h.breakage.since + limit - now
+                if until > 0:
+                    due.append(until)
+        return max(0.0, min(due))
+
+    async def _wait(self, delay: float) -> None:
+        if self._wake.is_set():
+            return
+        sleeper = asyncio.ensure_future(self._clock.sleep(delay))
+        waker = asyncio.ensure_future(self._wake.wait())
+        try:
+            await self._clock.sleep(0)  # let the sleeper start (and register with the clock)
+            self._idle.set()
+            await asyncio.wait({sleeper, waker}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for t in (sleeper, waker):
+                t.cancel()
+            await asyncio.gather(sleeper, waker, return_exceptions=True)

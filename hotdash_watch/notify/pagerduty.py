@@ -1,0 +1,84 @@
+"""PagerDuty Events API v2: one alert per incident, deduplicated by the incident ID.
+
+Every page but the resolution is a ``trigger`` with ``dedup_key`` = incident ID: PagerDuty
+folds status updates and severity changes into the open alert. The resolution page sends
+``resolve`` with the same key. Severity maps SEV-1/2/3 to critical/error/warning; the runbook
+fields go into ``custom_details``. PagerDuty answers 202 when it accepted the event.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import ClassVar
+
+import aiohttp
+
+from hotdash_watch.clock import Clock
+from hotdash_watch.config import ChannelSettings
+from hotdash_watch.logs import scrubber
+from hotdash_watch.notify.base import (
+    Page,
+    Payload,
+    Redactor,
+    SendResult,
+    encode_json,
+    post_json,
+    required,
+)
+from hotdash_watch.severity import Severity
+
+__all__ = ["DEFAULT_URL", "PagerDutyNotifier"]
+
+DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
+SUMMARY_MAX = 1024  # PagerDuty's limit on payload.summary
+_SEVERITY = {Severity.SEV1: "critical", Severity.SEV2: "error", Severity.SEV3: "warning"}
+
+
+def _timestamp(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+
+
+class PagerDutyNotifier:
+    """Sends Events v2 to PagerDuty (or to ``url``, e.g. a local receiver in tests)."""
+
+    kind: ClassVar[str] = "pagerduty"
+
+    def __init__(self, channel: ChannelSettings) -> None:
+        self.name = channel.name
+        self.min_severity = Severity(channel.min_severity)
+        self.timeout_s = channel.timeout_s
+        self._url = DEFAULT_URL if channel.url is None else channel.url.get_secret_value()
+        self._routing_key = required(channel.routing_key, channel.name, "routing_key")
+        self._redact = Redactor(url=None if channel.url is None else self._url,
+                                others=[self._routing_key])
+        scrubber.register(self._redact.values)
+
+    def __repr__(self) -> str:
+        return f"PagerDutyNotifier(name={self.name!r})"
+
+    def build_payload(self, page: Page) -> Payload:
+        summary = page.subject if not page.note else f"{page.subject} — {page.note}"
+        if len(summary) > SUMMARY_MAX:
+            summary = summary[: SUMMARY_MAX - 1] + "…"
+        return {
+            "routing_key": self._routing_key,
+            "event_action": "resolve" if page.is_resolution else "trigger",
+            "dedup_key": page.incident_id,
+            "payload": {
+                "summary": summary,
+                "source": page.app,
+                "severity": _SEVERITY[page.severity],
+                "timestamp": _timestamp(page.created_at),
+                "component": page.app,
+                "class": page.event.value,
+                "custom_details": dict(page.fields),
+            },
+        }
+
+    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
+        try:
+            body = encode_json(self.build_payload(page))
+        except Exception as e:
+            return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
+        return await post_json(session, self._url, body, headers={},
+                               timeout_s=self.timeout_s, clock=clock, redact=self._redact)

@@ -1,0 +1,86 @@
+"""Slack incoming webhook: the subject as ``text`` and a header, the body as a mrkdwn section.
+
+Slack's limits are kept: a header holds at most 150 characters, a section's text 3000; the
+field names are bold, and ``&``, ``<`` and ``>`` are escaped as Slack requires.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import aiohttp
+
+from hotdash_watch.clock import Clock
+from hotdash_watch.config import ChannelSettings
+from hotdash_watch.logs import scrubber
+from hotdash_watch.notify.base import (
+    Page,
+    Payload,
+    Redactor,
+    SendResult,
+    encode_json,
+    post_json,
+    required,
+)
+from hotdash_watch.severity import Severity
+
+__all__ = ["SlackNotifier", "mrkdwn_escape"]
+
+HEADER_MAX = 150
+SECTION_MAX = 3000
+
+
+def mrkdwn_escape(text: str) -> str:
+    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _mrkdwn_body(page: Page) -> str:
+    lines = []
+    for line in page.body.split("\n"):
+        name, sep, value = line.partition(": ")
+        if sep and (name in page.fields or name == "NOTE"):
+            lines.append(f"*{mrkdwn_escape(name)}:* {mrkdwn_escape(value)}")
+        else:
+            lines.append(mrkdwn_escape(line))
+    return "\n".join(lines)
+
+
+class SlackNotifier:
+    """Posts to a Slack incoming-webhook URL (the URL itself is the credential)."""
+
+    kind: ClassVar[str] = "slack"
+
+    def __init__(self, channel: ChannelSettings) -> None:
+        self.name = channel.name
+        self.min_severity = Severity(channel.min_severity)
+        self.timeout_s = channel.timeout_s
+        self._url = required(channel.url, channel.name, "url")
+        self._redact = Redactor(url=self._url)
+        scrubber.register(self._redact.values)
+
+    def __repr__(self) -> str:
+        return f"SlackNotifier(name={self.name!r})"
+
+    def build_payload(self, page: Page) -> Payload:
+        return {
+            "text": page.subject,
+            "blocks": [
+                {"type": "header",
+                 "text": {"type": "plain_text", "text": _clip(page.subject, HEADER_MAX)}},
+                {"type": "section",
+                 "text": {"type": "mrkdwn", "text": _clip(_mrkdwn_body(page), SECTION_MAX)}},
+            ],
+        }
+
+    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
+        try:
+            body = encode_json(self.build_payload(page))
+        except Exception as e:
+            return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
+        return await post_json(session, self._url, body, headers={},
+                               timeout_s=self.timeout_s, clock=clock, redact=self._redact)

@@ -1,0 +1,85 @@
+"""Generic JSON webhook: the ``Page`` as JSON, optionally signed with HMAC-SHA256.
+
+Request::
+
+    POST <url>
+    Content-Type: application/json
+    X-Hotdash-Dedup-Key: <page key>                 (receivers drop repeats of a key)
+    X-Hotdash-Signature: sha256=<hex>               (only with hmac_secret)
+
+    {"app": ..., "body": ..., "event": ..., "fields": {...}, "key": ..., "subject": ...}
+
+The signature is HMAC-SHA256 over the exact body bytes, keyed with ``hmac_secret``; a receiver
+recomputes it over the raw body it got and compares with ``hmac.compare_digest``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import ClassVar
+
+import aiohttp
+
+from hotdash_watch.clock import Clock
+from hotdash_watch.config import ChannelSettings
+from hotdash_watch.logs import scrubber
+from hotdash_watch.notify.base import (
+    Page,
+    Payload,
+    Redactor,
+    SendResult,
+    encode_json,
+    post_json,
+    required,
+)
+from hotdash_watch.severity import Severity
+
+__all__ = ["DEDUP_HEADER", "SIGNATURE_HEADER", "WebhookNotifier", "sign"]
+
+SIGNATURE_HEADER = "X-Hotdash-Signature"
+DEDUP_HEADER = "X-Hotdash-Dedup-Key"
+
+
+def sign(secret: bytes, body: bytes) -> str:
+    """The ``X-Hotdash-Signature`` value for ``body``: ``sha256=<hex>``."""
+    return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
+
+
+class WebhookNotifier:
+    """Posts the page as JSON to a URL of the operator's choosing."""
+
+    kind: ClassVar[str] = "webhook"
+
+    def __init__(self, channel: ChannelSettings) -> None:
+        self.name = channel.name
+        self.min_severity = Severity(channel.min_severity)
+        self.timeout_s = channel.timeout_s
+        self._url = required(channel.url, channel.name, "url")
+        self._key = (None if channel.hmac_secret is None
+                     else channel.hmac_secret.get_secret_value().encode())
+        self._redact = Redactor(url=self._url, others=[
+            None if self._key is None else self._key.decode()])
+        scrubber.register(self._redact.values)
+
+    def __repr__(self) -> str:
+        return f"WebhookNotifier(name={self.name!r})"
+
+    def build_payload(self, page: Page) -> Payload:
+        return page.as_dict()
+
+    def build_headers(self, page: Page, body: bytes) -> dict[str, str]:
+        """The headers for ``body`` (pure): dedup key, and the signature when keyed."""
+        headers = {DEDUP_HEADER: page.key}
+        if self._key is not None:
+            headers[SIGNATURE_HEADER] = sign(self._key, body)
+        return headers
+
+    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
+        try:
+            body = encode_json(self.build_payload(page))
+            headers = self.build_headers(page, body)
+        except Exception as e:
+            return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
+        return await post_json(session, self._url, body, headers=headers,
+                               timeout_s=self.timeout_s, clock=clock, redact=self._redact)

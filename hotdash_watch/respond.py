@@ -1,0 +1,200 @@
+"""What people get from a persisted transition: pages, journal lines, diagnostics, the report.
+
+The pipeline calls ``Responder.on_step`` after a step's transitions are in the store (never
+before), and ``Responder.tick`` on every pass for the runbook's status-update cadence. What to
+page when is pure (``pages_for``, ``update_due``); the rest is thin I/O that never raises into
+the pipeline: a failure to write the journal or capture diagnostics is logged and counted, and
+paging goes through the durable outbox.
+
+Cadence (runbook Phase 4): a page when the incident opens, on every severity change, when its
+status changes (monitoring, regressed), a status update every 15 min for SEV-1 and 30 min for
+SEV-2, and a resolution page. Dedup keys are derived from the incident and the timeline entry
+(or the update slot), so a restart never pages the same event twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from hotdash_watch.clock import Clock
+from hotdash_watch.config import Settings
+from hotdash_watch.incident_model import Event, Incident, TimelineEntry
+from hotdash_watch.severity import Severity
+
+__all__ = ["PagePlan", "Responder", "pages_for", "update_due"]
+
+log = structlog.get_logger("hotdash_watch.respond")
+
+_EVENT_PAGES = {
+    Event.OPENED: "opened",
+    Event.ESCALATED: "severity_changed",
+    Event.ESCALATED_TIMER: "severity_changed",
+    Event.DEESCALATED: "severity_changed",
+    Event.MONITORING: "status",
+    Event.REGRESSED: "status",
+    Event.RESOLVED: "resolved",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PagePlan:
+    """One page to send: its event and the number that makes its dedup key unique."""
+
+    event: str
+    n: int
+
+    def key(self, incident_id: str) -> str:
+        return f"{incident_id}:{self.event}:{self.n}"
+
+
+def pages_for(incident: Incident, entries: Sequence[TimelineEntry]) -> list[PagePlan]:
+    """The pages the new timeline entries call for; ``n`` is the entry's index in the timeline.
+
+    ``incident.timeline`` already ends with ``entries``.
+    """
+    base = len(incident.timeline) - len(entries)
+    plans = []
+    for i, e in enumerate(entries):
+        event = _EVENT_PAGES.get(e.event)
+        if event is not None:
+            plans.append(PagePlan(event, base + i + 1))
+    return plans
+
+
+def update_due(incident: Incident, settings: Settings, now: float,
+               last_slot: int | None) -> PagePlan | None:
+    """A status update when the runbook's cadence says so (SEV-1 15 min, SEV-2 30 min).
+
+    Slots count whole intervals since the current severity was set; slot 0 is the opening (or
+    severity-change) page itself.
+    """
+    if not incident.is_open:
+        return None
+    interval = {Severity.SEV1: settings.timers.update_sev1_s,
+                Severity.SEV2: settings.timers.update_sev2_s}.get(incident.severity)
+    if interval is None:
+        return None
+    slot = int((now - incident.severity_since) // interval)
+    if slot < 1 or slot == last_slot:
+        return None
+    return PagePlan("update", int(incident.severity_since) * 1000 + slot)
+
+
+class Responder:
+    """Pages, journal, diagnostics and report for the pipeline's persisted steps."""
+
+    def __init__(self, settings: Settings, clock: Clock, store: Any, metrics: Any, *,
+                 outbox: Any = None, fly_client: Any = None) -> None:
+        from hotdash_watch.records.journal import Journal
+
+        self.settings = settings
+        self.clock = clock
+        self.store = store
+        self.metrics = metrics
+        self.outbox = outbox
+        self.fly_client = fly_client
+        self.journal = Journal(Path(settings.notify.journal_path))
+        self._update_slots: dict[str, int] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+
+    async def on_step(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
+        """React to transitions already written to the store."""
+        for plan in pages_for(incident, entries):
+            await self._page(incident, plan)
+        for e in entries:
+            await self._journal(incident, e)
+            if e.event is Event.OPENED:
+                self._background(self._capture(incident))
+            elif e.event is Event.RESOLVED:
+                self._background(self._report(incident))
+            if e.event in (Event.ESCALATED, Event.DEESCALATED, Event.ESCALATED_TIMER):
+                self._update_slots.pop(incident.id, None)
+
+    async def tick(self, incidents: Sequence[Incident], now: float) -> None:
+        """Status updates that fall due on this pass."""
+        for inc in incidents:
+            plan = update_due(inc, self.settings, now, self._update_slots.get(inc.id))
+            if plan is not None:
+                self._update_slots[inc.id] = int((now - inc.severity_since) // (
+                    self.settings.timers.update_sev1_s if inc.severity is Severity.SEV1
+                    else self.settings.timers.update_sev2_s))
+                await self._page(inc, plan)
+
+    async def _page(self, incident: Incident, plan: PagePlan) -> None:
+        if self.outbox is None:
+            return
+        from hotdash_watch.notify.base import PageEvent
+        from hotdash_watch.notify.templates import render
+
+        now = self.clock.timestamp()
+        try:
+            page = render(incident, PageEvent(plan.event), settings=self.settings, now=now,
+                          key=plan.key(incident.id))
+            await self.outbox.page(page)
+            log.info("page_queued", app=incident.app, incident_id=incident.id,
+                     page_event=plan.event, severity=incident.severity.value)
+        except Exception as e:  # the outbox is the durable part; this must not stop the pass
+            log.error("page_not_queued", app=incident.app, incident_id=incident.id,
+                      page_event=plan.event, error=type(e).__name__, detail=str(e))
+
+    async def _journal(self, incident: Incident, entry: TimelineEntry) -> None:
+        from hotdash_watch.records import journal as j
+
+        now = entry.at
+        lines: list[str]
+        if entry.event is Event.OPENED:
+            lines = j.opened_lines(incident, now, settings=self.settings)
+        elif entry.event in (Event.ESCALATED, Event.DEESCALATED, Event.ESCALATED_TIMER):
+            lines = j.severity_lines(incident, entry, settings=self.settings)
+        elif entry.event is Event.RESOLVED:
+            lines = j.resolved_lines(incident, j.preliminary_root_cause(incident, ()))
+        else:
+            return
+        try:
+            await self.journal.append(lines)
+        except OSError as e:
+            log.error("journal_write_failed", app=incident.app, incident_id=incident.id,
+                      error=e.strerror or type(e).__name__)
+
+    async def _capture(self, incident: Incident) -> None:
+        from hotdash_watch.records.diagnostics import capture
+
+        try:
+            path = await capture(self.fly_client, [incident.app], incident,
+                                 Path(self.settings.notify.artifacts_dir), clock=self.clock)
+            log.info("diagnostics_captured", app=incident.app, incident_id=incident.id,
+                     path=str(path))
+        except Exception as e:
+            log.error("diagnostics_failed", app=incident.app, incident_id=incident.id,
+                      error=type(e).__name__, detail=str(e))
+
+    async def _report(self, incident: Incident) -> None:
+        from hotdash_watch.records.report import write_report
+
+        try:
+            path = await write_report(self.store, incident.id,
+                                      Path(self.settings.notify.artifacts_dir),
+                                      settings=self.settings, now=self.clock.timestamp())
+            log.info("report_written", app=incident.app, incident_id=incident.id,
+                     path=str(path))
+        except Exception as e:
+            log.error("report_failed", app=incident.app, incident_id=incident.id,
+                      error=type(e).__name__, detail=str(e))
+
+    def _background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self, timeout_s: float) -> None:
+        """Let background captures and reports finish (shutdown), then cancel the rest."""
+        if self._tasks:
+            _, late = await asyncio.wait(list(self._tasks), timeout=timeout_s)
+            for t in late:
+                t.cancel()

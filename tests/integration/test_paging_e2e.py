@@ -1,0 +1,121 @@
+"""People in the loop, end to end: a real Alertmanager receives the pages, the journal, the
+diagnostics and the report are written, all on a manual clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import aiohttp
+from prometheus_client import CollectorRegistry
+
+from hotdash_watch.clock import ManualClock, SystemClock
+from hotdash_watch.daemon import Daemon
+from hotdash_watch.incident_model import State
+from hotdash_watch.records.report import parse_report
+from tests.support.alertmanager import running_alertmanager
+from tests.support.factories import settings
+from tests.support.target import LocalService
+
+STEP = 5.0
+
+
+@asynccontextmanager
+async def daemon(url: str, tmp_path: Path, clock: ManualClock,
+                 channels: list[dict[str, object]], **extra: object) -> AsyncIterator[Daemon]:
+    s = settings(**extra, apps=[{"name": "svc", "health_url": url}],
+                 store_url=f"sqlite+aiosqlite:///{tmp_path / 'w.db'}",
+                 server={"host": "127.0.0.1", "port": 0},
+                 probes={"timeout_s": 2, "reprobe_on_failure": False},
+                 notify={"channels": channels,
+                         "journal_path": str(tmp_path / "feedback" / "reliability.md"),
+                         "artifacts_dir": str(tmp_path / "artifacts" / "reliability")})
+    d = Daemon(s, clock, CollectorRegistry(), schedule=False)
+    await d.start()
+    try:
+        yield d
+    finally:
+        await d.stop()
+
+
+async def tick(d: Daemon, clock: ManualClock, n: int = 1, step: float = STEP) -> None:
+    assert d.pipeline is not None
+    for _ in range(n):
+        for probe in d.pipeline.probes:
+            await d.pipeline.run_probe(probe)
+        clock.advance(step)
+        await d.pipeline.evaluate()
+        if d.outbox is not None:
+            await d.outbox.deliver_due()
+
+
+async def _alerts(http: aiohttp.ClientSession, am: str) -> list[dict[str, object]]:
+    async with http.get(f"{am}/api/v2/alerts", params={"active": "true"}) as r:
+        return [a for a in await r.json()
+                if a["labels"].get("alertname") == "HotdashIncident"]
+
+
+class TestAlertmanager:
+    async def test_alert_fires_and_resolves(self, service: LocalService, tmp_path: Path):
+        """The incident's page arrives in a real Alertmanager as a firing alert labelled with
+        the app and severity, and the resolution page ends it there."""
+        # Alertmanager judges startsAt/endsAt by its own (real) time, so this test keeps the
+        # manual clock just behind it, as a watcher's clock would be beside Alertmanager's: it
+        # starts a minute before the real now and the runbook's timers are shrunk to seconds.
+        clock = ManualClock(SystemClock().now() - timedelta(seconds=60))
+        quick = {"window": {"bucket_s": 0.5, "span_s": 60, "eval_s": 5},
+                 "hysteresis": {"raise_evals_sev1": 1, "raise_evals_sev2": 1,
+                                "raise_evals_sev3": 1, "clear_evals": 2},
+                 "timers": {"stabilization_s": 2, "good_checks_required": 2,
+                            "evaluation_interval_s": 0.5},
+                 "thresholds": {"min_samples": 2}}
+        async with running_alertmanager(tmp_path / "am") as am, \
+                daemon(service.url, tmp_path, clock,
+                       [{"name": "am", "kind": "alertmanager", "url": am}], **quick) as d, \
+                aiohttp.ClientSession() as http:
+            await tick(d, clock, 4, step=0.5)
+            service.error_ratio = 1.0
+            await tick(d, clock, 4, step=0.5)
+            inc = d.pipeline.apps["svc"].incident
+            assert inc is not None
+            firing = [a for a in await _alerts(http, am)
+                      if a["labels"]["severity"] == inc.severity.value]
+            assert [a["labels"]["incident_id"] for a in firing] == [inc.id]
+            assert firing[0]["labels"]["target_app"] == "svc"
+            assert "Agent SDK" in firing[0]["annotations"]["summary"]
+
+            service.error_ratio = 0.0
+            for _ in range(200):
+                if d.pipeline.apps["svc"].incident is None:
+                    break
+                await tick(d, clock, step=0.5)
+            assert d.pipeline.apps["svc"].incident is None
+            # endsAt is the resolution time on our clock, a little ahead of Alertmanager's.
+            assert await _alerts(http, am) == []
+
+
+class TestRecords:
+    async def test_journal_diagnostics_and_report(self, service: LocalService, tmp_path: Path,
+                                                  clock: ManualClock):
+        """An incident leaves the runbook's journal lines, a diagnostics folder named after it,
+        and a report whose timeline matches the store."""
+        async with daemon(service.url, tmp_path, clock, []) as d:
+            await tick(d, clock, 3)
+            service.error_ratio = 1.0
+            await tick(d, clock, 8)
+            inc_id = d.pipeline.apps["svc"].incident.id
+            service.error_ratio = 0.0
+            while d.pipeline.apps["svc"].incident is not None:
+                await tick(d, clock)
+            await d.responder.drain(10)
+            stored = await d.store.get_incident(inc_id)
+        assert stored.state is State.RESOLVED
+        journal = (tmp_path / "feedback" / "reliability.md").read_text()
+        assert "SEV-" in journal and "INCIDENT RESOLVED" in journal and "Root Cause:" in journal
+        folder = tmp_path / "artifacts" / "reliability" / ("incident-" + inc_id[4:])
+        assert (folder / "machines.txt").exists()
+        report = parse_report((folder / "report.md").read_text())
+        assert report["incident_id"] == inc_id
+        assert len(report["timeline"]) >= len(stored.timeline)
