@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/footprint.py
 	$(BIN)/python bench/machines_probe.py
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/outbox.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
