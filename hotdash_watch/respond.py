@@ -136,9 +136,7 @@ class Responder:
         try:
             page = render(incident, PageEvent(plan.event), settings=self.settings, now=now,
                           key=plan.key(incident.id))
-            await self.outbox.page(page)
-            log.info("page_queued", app=incident.app, incident_id=incident.id,
-                     page_event=plan.event, severity=incident.severity.value)
+            await self.outbox.page(page)  # the outbox logs page_enqueued
         except Exception as e:  # the outbox is the durable part; this must not stop the pass
             log.error("page_not_queued", app=incident.app, incident_id=incident.id,
                       page_event=plan.event, error=type(e).__name__, detail=str(e))

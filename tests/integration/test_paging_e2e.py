@@ -3,14 +3,17 @@ diagnostics and the report are written, all on a manual clock."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client import CollectorRegistry
 
+from hotdash_watch.cli import main
 from hotdash_watch.clock import ManualClock, SystemClock
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.incident_model import State
@@ -98,7 +101,8 @@ class TestAlertmanager:
 
 class TestRecords:
     async def test_journal_diagnostics_and_report(self, service: LocalService, tmp_path: Path,
-                                                  clock: ManualClock):
+                                                  clock: ManualClock,
+                                                  capsys: pytest.CaptureFixture[str]):
         """An incident leaves the runbook's journal lines, a diagnostics folder named after it,
         and a report whose timeline matches the store."""
         async with daemon(service.url, tmp_path, clock, []) as d:
@@ -119,3 +123,11 @@ class TestRecords:
         report = parse_report((folder / "report.md").read_text())
         assert report["incident_id"] == inc_id
         assert len(report["timeline"]) >= len(stored.timeline)
+
+        config = tmp_path / "watch.toml"
+        config.write_text(f'store_url = "sqlite+aiosqlite:///{tmp_path / "w.db"}"\n')
+        assert await asyncio.to_thread(main, ["report", inc_id, "--config", str(config)]) == 0
+        printed = capsys.readouterr().out
+        assert parse_report(printed)["incident_id"] == inc_id
+        assert await asyncio.to_thread(main, ["report", "INC-nope", "--config",
+                                              str(config)]) == 1

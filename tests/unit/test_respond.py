@@ -1,0 +1,58 @@
+"""The runbook's paging cadence: what to page when (pure)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.respond import PagePlan, pages_for, update_due
+from hotdash_watch.severity import Severity
+from tests.support.factories import settings
+
+CFG = settings()
+T0 = 1_000_000.0
+
+
+def _incident(sev: Severity, *events: Event) -> Incident:
+    timeline = tuple(TimelineEntry(T0 + i, e, State.INVESTIGATING, sev)
+                     for i, e in enumerate(events))
+    return Incident(id="INC-X", app="svc", state=State.INVESTIGATING, severity=sev,
+                    max_severity=sev, opened_at=T0, updated_at=T0, severity_since=T0,
+                    timeline=timeline)
+
+
+class TestPagesFor:
+    def test_each_transition_pages_once_with_a_stable_key(self):
+        """Opening, severity and status changes and resolution each page; keys follow the
+        timeline position, so a restart re-deriving them cannot page twice."""
+        inc = _incident(Severity.SEV2, Event.OPENED, Event.ESCALATED, Event.NOTE,
+                        Event.MONITORING, Event.RESOLVED)
+        plans = pages_for(inc, inc.timeline[1:])
+        assert plans == [PagePlan("severity_changed", 2), PagePlan("status", 4),
+                         PagePlan("resolved", 5)]
+        assert plans[0].key("INC-X") == "INC-X:severity_changed:2"
+
+    def test_notes_do_not_page(self):
+        """A timeline note (an acknowledgement) is not a page."""
+        inc = _incident(Severity.SEV1, Event.OPENED, Event.NOTE)
+        assert pages_for(inc, inc.timeline[1:]) == []
+
+
+class TestUpdates:
+    def test_sev1_every_15_minutes(self):
+        """A SEV-1 gets a status update after 15 minutes and another after 30, not between."""
+        inc = _incident(Severity.SEV1, Event.OPENED)
+        assert update_due(inc, CFG, T0 + 899, None) is None
+        first = update_due(inc, CFG, T0 + 900, None)
+        assert first is not None and first.event == "update"
+        assert update_due(inc, CFG, T0 + 1000, 1) is None
+        assert update_due(inc, CFG, T0 + 1800, 1) is not None
+
+    def test_sev2_every_30_minutes_and_sev3_never(self):
+        """SEV-2 updates every 30 minutes; SEV-3 and resolved incidents get none."""
+        assert update_due(_incident(Severity.SEV2, Event.OPENED), CFG, T0 + 1799, None) is None
+        assert update_due(_incident(Severity.SEV2, Event.OPENED), CFG, T0 + 1800, None)
+        assert update_due(_incident(Severity.SEV3, Event.OPENED), CFG, T0 + 9999, None) is None
+        done = dataclasses.replace(_incident(Severity.SEV1, Event.OPENED),
+                                   state=State.RESOLVED)
+        assert update_due(done, CFG, T0 + 9999, None) is None
