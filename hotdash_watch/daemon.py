@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import signal
 from contextlib import suppress
+from typing import Any
 
 import aiohttp
 import structlog
@@ -21,8 +22,6 @@ from hotdash_watch import logs
 from hotdash_watch.clock import Clock, SystemClock
 from hotdash_watch.config import Settings
 from hotdash_watch.metrics import Metrics
-from hotdash_watch.notify import build_notifiers
-from hotdash_watch.notify.outbox import Outbox
 from hotdash_watch.pipeline import Pipeline, build
 from hotdash_watch.records.store import Store
 from hotdash_watch.respond import Responder
@@ -53,7 +52,7 @@ class Daemon:
         self.session: aiohttp.ClientSession | None = None
         self.pipeline: Pipeline | None = None
         self.scheduler: Scheduler | None = None
-        self.outbox: Outbox | None = None
+        self.outbox: Any = None  # notify.outbox.Outbox when channels are configured
         self.responder: Responder | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
@@ -78,9 +77,13 @@ class Daemon:
             headers={"User-Agent": "hotdash-watch"},
         )
         self.pipeline = build(s, self.clock, self.store, self.metrics, self.session)
-        notifiers = build_notifiers(s)
-        if notifiers:
-            self.outbox = Outbox(self.store, notifiers, self.session, self.clock, self.metrics, s)
+        if s.notify.channels:
+            # Imported only when paging is configured: the channel modules cost memory.
+            from hotdash_watch.notify import build_notifiers
+            from hotdash_watch.notify.outbox import Outbox
+
+            self.outbox = Outbox(self.store, build_notifiers(s), self.session, self.clock,
+                                 self.metrics, s)
             self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox")
         self.responder = Responder(s, self.clock, self.store, self.metrics, outbox=self.outbox,
                                    fly_client=self.pipeline.fly_client)

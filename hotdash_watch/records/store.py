@@ -57,8 +57,6 @@ from sqlalchemy import (
     text,
     update,
 )
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -447,6 +445,18 @@ def _engine_for(parsed: URL, connect_timeout_s: float) -> AsyncEngine:
     return create_async_engine(
         parsed, pool_pre_ping=True, connect_args={"timeout": connect_timeout_s}
     )
+
+
+def _dialect_insert(dialect: str) -> Any:
+    """The backend's INSERT with ON CONFLICT, imported on first use (the PostgreSQL dialect
+    package is large and a SQLite-only watcher never needs it)."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert
 
 
 class Store:
@@ -860,7 +870,7 @@ class Store:
             raise StoreError(f"{what}: {_describe(e)}") from e
 
     def _upsert(self, table: Any, key: str, row: dict[str, Any]) -> Any:
-        ins = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        ins = _dialect_insert(self._engine.dialect.name)
         stmt = ins(table).values(**row)
         return stmt.on_conflict_do_update(
             index_elements=[table.c[key]],
@@ -868,7 +878,7 @@ class Store:
         )
 
     def _insert_ignore(self, table: Any, keys: Sequence[str], rows: list[dict[str, Any]]) -> Any:
-        ins = pg_insert if self._engine.dialect.name == "postgresql" else sqlite_insert
+        ins = _dialect_insert(self._engine.dialect.name)
         return ins(table).values(rows).on_conflict_do_nothing(
             index_elements=[table.c[k] for k in keys])
 
