@@ -35,8 +35,10 @@ __all__ = ["AppSettings", "ConfigError", "Settings", "load_settings"]
 ENV_PREFIX = "HOTDASH_WATCH_"
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used; ``problems`` holds one line per invalid field."""
+class InvalidInput(Exception):
+    """A file a person wrote cannot be used; ``problems`` holds one line per invalid field."""
+
+    what = "input"
 
     def __init__(self, source: str, problems: list[str]) -> None:
         self.source = source
@@ -44,9 +46,15 @@ class ConfigError(Exception):
         super().__init__(self.render())
 
     def render(self) -> str:
-        lines = [f"invalid configuration ({self.source}):"]
+        lines = [f"invalid {self.what} ({self.source}):"]
         lines += [f"  - {p}" for p in self.problems]
         return "\n".join(lines)
+
+
+class ConfigError(InvalidInput):
+    """The configuration cannot be used."""
+
+    what = "configuration"
 
 
 class _Section(BaseModel):

@@ -50,6 +50,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from hotdash_watch.config import InvalidInput
 from hotdash_watch.sim.ids import machine_identities
 
 __all__ = [
@@ -101,18 +102,10 @@ MAX_MACHINES = 50
 Machines = Literal["all"] | int | tuple[str, ...]
 
 
-class ScenarioError(Exception):
+class ScenarioError(InvalidInput):
     """The scenario cannot be used; ``problems`` holds one line per invalid field."""
 
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        lines = [f"invalid scenario ({self.source}):"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
+    what = "scenario"
 
 
 @dataclass(frozen=True, slots=True)
