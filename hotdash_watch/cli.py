@@ -7,7 +7,9 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any
 
 from hotdash_watch import logs
 from hotdash_watch.config import ConfigError, Settings, load_settings
@@ -87,45 +89,58 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _incidents(args: argparse.Namespace) -> int:
+async def _with_store(config: str | None,
+                      work: Callable[[Any, Settings], Awaitable[int]]) -> int:
+    """Open the configured store, run ``work`` on it, close it; a store error is one line."""
     from hotdash_watch.records.store import Store, StoreError
 
-    settings = _settings(args.config)
+    settings = _settings(config)
     try:
         store = await Store.open(settings.store_url)
     except StoreError as e:
         print(f"hotdash-watch: cannot open the store: {e}", file=sys.stderr)
         return 1
     try:
-        if args.id:
-            inc = await store.get_incident(args.id)
-            if inc is None:
-                print(f"hotdash-watch: no incident {args.id!r}", file=sys.stderr)
-                return 1
-            if args.json:
-                print(json.dumps(incident_as_dict(inc), indent=2))
-            else:
-                d = incident_as_dict(inc)
-                print(f"{d['id']}  {d['app']}  {d['severity']} (max {d['max_severity']})  "
-                      f"{d['status']}\nopened {d['opened_at']}  resolved {d['resolved_at']}")
-                for e in d["timeline"]:
-                    print(f"  {e['at']}  {e['event']:<16} {e['severity']}  "
-                          f"{'; '.join(e['reasons'])}")
-            return 0
-        found = await (store.open_incidents() if args.open
-                       else store.list_incidents(app=args.app, limit=args.limit))
-        found = [i for i in found if args.app in (None, i.app)]
-        if args.json:
-            print(json.dumps([incident_as_dict(i, timeline=False) for i in found], indent=2))
-        elif not found:
-            print("no incidents")
-        for i in [] if args.json else found:
-            d = incident_as_dict(i, timeline=False)
-            print(f"{d['id']:<24} {d['app']:<28} {d['max_severity']}  {d['status']:<13} "
-                  f"opened {d['opened_at']}")
-        return 0
+        return await work(store, settings)
+    except StoreError as e:
+        print(f"hotdash-watch: {e}", file=sys.stderr)
+        return 1
     finally:
         await store.close()
+
+
+async def _incidents(args: argparse.Namespace) -> int:
+    return await _with_store(args.config, partial(_list_incidents, args))
+
+
+async def _list_incidents(args: argparse.Namespace, store: Any, settings: Settings) -> int:
+    if args.id:
+        inc = await store.get_incident(args.id)
+        if inc is None:
+            print(f"hotdash-watch: no incident {args.id!r}", file=sys.stderr)
+            return 1
+        if args.json:
+            print(json.dumps(incident_as_dict(inc), indent=2))
+        else:
+            d = incident_as_dict(inc)
+            print(f"{d['id']}  {d['app']}  {d['severity']} (max {d['max_severity']})  "
+                  f"{d['status']}\nopened {d['opened_at']}  resolved {d['resolved_at']}")
+            for e in d["timeline"]:
+                print(f"  {e['at']}  {e['event']:<16} {e['severity']}  "
+                      f"{'; '.join(e['reasons'])}")
+        return 0
+    found = await (store.open_incidents() if args.open
+                   else store.list_incidents(app=args.app, limit=args.limit))
+    found = [i for i in found if args.app in (None, i.app)]
+    if args.json:
+        print(json.dumps([incident_as_dict(i, timeline=False) for i in found], indent=2))
+    elif not found:
+        print("no incidents")
+    for i in [] if args.json else found:
+        d = incident_as_dict(i, timeline=False)
+        print(f"{d['id']:<24} {d['app']:<28} {d['max_severity']}  {d['status']:<13} "
+              f"opened {d['opened_at']}")
+    return 0
 
 
 async def _simulate(args: argparse.Namespace) -> int:
@@ -172,16 +187,13 @@ def render_report(report: dict[str, object]) -> str:
 
 
 async def _report(args: argparse.Namespace) -> int:
+    return await _with_store(args.config, partial(_print_report, args))
+
+
+async def _print_report(args: argparse.Namespace, store: Any, settings: Settings) -> int:
     from hotdash_watch.clock import SystemClock
     from hotdash_watch.records.report import IncidentNotFound, report_text
-    from hotdash_watch.records.store import Store, StoreError
 
-    settings = _settings(args.config)
-    try:
-        store = await Store.open(settings.store_url)
-    except StoreError as e:
-        print(f"hotdash-watch: cannot open the store: {e}", file=sys.stderr)
-        return 1
     try:
         pages = await store.list_pages(incident_id=args.id, limit=1000)
         print(await report_text(store, args.id, settings=settings,
@@ -190,8 +202,6 @@ async def _report(args: argparse.Namespace) -> int:
     except IncidentNotFound:
         print(f"hotdash-watch: no incident {args.id!r} in {store.url}", file=sys.stderr)
         return 1
-    finally:
-        await store.close()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -131,3 +131,8 @@ class TestRecords:
         assert parse_report(printed)["incident_id"] == inc_id
         assert await asyncio.to_thread(main, ["report", "INC-nope", "--config",
                                               str(config)]) == 1
+        assert await asyncio.to_thread(main, ["incidents", "--config", str(config)]) == 0
+        listed = capsys.readouterr().out
+        assert inc_id in listed and "Resolved" in listed
+        assert await asyncio.to_thread(main, ["incidents", inc_id, "--config", str(config)]) == 0
+        assert "opened" in capsys.readouterr().out
