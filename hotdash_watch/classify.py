@@ -197,6 +197,8 @@ def classify(
     t = thresholds
     use_traffic = traffic is not None and traffic.requests >= t.min_traffic_requests
     probe_enough = snap.total >= t.min_samples
+    probe_errors = (_error_findings(snap.error_ratio, snap.failures, snap.total, snap.over_s,
+                                    "probes", t) if probe_enough else [])
     probe_findings: list[Finding] = []
     findings: list[Finding] = []
     if use_traffic:
@@ -206,9 +208,7 @@ def classify(
         p95 = traffic.p95_ms
         findings += _latency_findings(p95, traffic.over_s, "edge requests", t)
     else:
-        if probe_enough:
-            probe_findings += _error_findings(snap.error_ratio, snap.failures, snap.total,
-                                              snap.over_s, "probes", t)
+        probe_findings = list(probe_errors)
         if snap.latency_samples >= t.min_samples:
             findings += _latency_findings(snap.p95_ms, snap.over_s, "probes", t)
 
@@ -221,7 +221,12 @@ def classify(
                    and machines.started_healthy == machines.total)
     watcher_side = False
     notes: list[str] = []
-    if probe_findings and mostly_unreached and all_healthy:
+    if use_traffic and probe_errors and mostly_unreached and not findings:
+        # Real traffic is served fine while the watcher's own probes cannot get through.
+        watcher_side = True
+        notes.append("probes cannot reach the service while real traffic at Fly's edge is "
+                     "served normally: the watcher's path to the service is the suspect")
+    elif probe_findings and mostly_unreached and all_healthy:
         watcher_side = True
         notes.append("probes cannot reach the service but the Machines API reports "
                      f"{machines.started_healthy}/{machines.total} machines started and "

@@ -267,6 +267,13 @@ class Pipeline:
                                                      cfg.window.span_s) or cfg.window.eval_s)
         assessment = classify(snap, cfg.thresholds, now, **self._fly_inputs(state, now))
         self._report_assessment(state, assessment)
+        if self.responder is not None:
+            try:
+                await self.responder.watcher(state.name, assessment.watcher_side,
+                                             assessment.evidence.get("watcher_side") or (),
+                                             now)
+            except Exception:
+                log.exception("respond_failed")
         hold = debounce(state.hold, assessment, cfg.hysteresis)
         step = advance(state.incident, hold.level, assessment, verify_snap, cfg, now,
                        taken_ids=self._ids_in_memory())

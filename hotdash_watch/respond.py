@@ -101,6 +101,7 @@ class Responder:
         self.fly_client = fly_client
         self.journal = Journal(Path(settings.notify.journal_path))
         self._update_slots: dict[str, int] = {}
+        self._blind: dict[str, tuple[int, int, float | None]] = {}  # app -> (seen, clear, since)
         self._tasks: set[asyncio.Task[Any]] = set()
 
     async def on_step(self, incident: Incident, entries: Sequence[TimelineEntry]) -> None:
@@ -125,6 +126,35 @@ class Responder:
                     self.settings.timers.update_sev1_s if inc.severity is Severity.SEV1
                     else self.settings.timers.update_sev2_s))
                 await self._page(inc, plan)
+
+    async def watcher(self, app: str, blind: bool, reasons: Sequence[str], now: float) -> None:
+        """Page once when the watcher has been blind to ``app`` for as long as a SEV-3 must
+        hold, and once more when it has seen it again for as long as a condition must clear."""
+        seen, clear, since = self._blind.get(app, (0, 0, None))
+        seen, clear = (seen + 1, 0) if blind else (0, clear + 1)
+        h = self.settings.hysteresis
+        page = None
+        if since is None and seen >= h.raise_evals_sev3:
+            since = now
+            page = self._notice(app, reasons, since, now, resolved=False)
+        elif since is not None and clear >= h.clear_evals:
+            page = self._notice(app, reasons, since, now, resolved=True)
+            since = None
+        self._blind[app] = (seen, clear, since)
+        if page is not None and self.outbox is not None:
+            try:
+                await self.outbox.page(page)
+            except Exception as e:
+                log.error("page_not_queued", app=app, page_event=page.event.value,
+                          error=type(e).__name__, detail=str(e))
+
+    def _notice(self, app: str, reasons: Sequence[str], since: float, now: float,
+                *, resolved: bool) -> Any:
+        from hotdash_watch.notify.templates import watcher_notice
+
+        log.warning("watcher_side_resolved" if resolved else "watcher_side_paged", app=app)
+        return watcher_notice(app, reasons, settings=self.settings, since=since, now=now,
+                              resolved=resolved)
 
     async def _page(self, incident: Incident, plan: PagePlan) -> None:
         if self.outbox is None:

@@ -195,3 +195,37 @@ def render(
         previous_severity=(_previous_severity(incident)
                            if event is PageEvent.SEVERITY_CHANGED else None),
     )
+
+
+def watcher_notice(app: str, reasons: Sequence[str], *, settings: Settings, since: float,
+                   now: float, resolved: bool = False) -> Page:
+    """A notice that the watcher cannot see ``app`` for its own reasons (not an incident).
+
+    Sent at SEV-3 under the pseudo incident ID ``WATCHER-<app>`` so PagerDuty and Alertmanager
+    pair the notice with its resolution; the service itself is not judged, nothing is mitigated.
+    """
+    pseudo = f"WATCHER-{app}"
+    status = "Resolved" if resolved else "Investigating"
+    fields = {
+        "STATUS": status,
+        "START TIME": iso(since),
+        "IMPACT": ("none known: the watcher could not see the service; "
+                   + "; ".join(reasons)) if reasons else "none known",
+        "ACTION": ("the watcher sees the service again" if resolved else
+                   "no mitigation: check the watcher's network path and the Fly API"),
+        "ETA": "unknown",
+    }
+    contact = {"Contact": settings.team, "Incident ID": pseudo}
+    lines = [f"{k}: {v}" for k, v in fields.items()] + [""]
+    lines += [f"{k}: {v}" for k, v in contact.items()]
+    fields.update(contact)
+    title = f"[SEV-3] hotdash-watch cannot see {app} (watcher-side)"
+    return Page(
+        key=f"{pseudo}:{'resolved' if resolved else 'watcher_side'}:{int(since)}",
+        incident_id=pseudo, app=app,
+        event=PageEvent.RESOLVED if resolved else PageEvent.WATCHER_SIDE,
+        severity=Severity.SEV3, status=status,
+        subject=f"[RESOLVED] {title}" if resolved else title,
+        body="\n".join(lines), fields=fields, evidence={}, created_at=float(now),
+        opened_at=since, resolved_at=float(now) if resolved else None,
+    )

@@ -37,11 +37,24 @@ class TestBaselines:
                                       "flapping"])
     async def test_nothing_happens(self, name: str, tmp_path: Path):
         """A healthy world (even with Fly's API down, the watcher cut off from the public URLs,
-        or one machine's health check flapping) produces no incident, no action and no page."""
+        or one machine's health check flapping) produces no incident and no action; only the
+        watcher's own blindness is paged, as a watcher-side notice."""
         report = await _run(name, tmp_path, stop_at_s=760)
         assert report["incidents"] == []
-        assert report["actions"] == [] and report["pages"] == []
+        assert report["actions"] == []
         assert report["summary"]["detected"] is False
+        if name != "watcher-partition":
+            assert report["pages"] == []
+            return
+        # The watcher cut off from the public URLs says so (one notice per app and its
+        # resolution), under a pseudo incident, never as an incident of the service.
+        events = sorted((p["incident_id"], p["event"]) for p in report["pages"])
+        assert events == [("WATCHER-hotdash-agent-service", "resolved"),
+                          ("WATCHER-hotdash-agent-service", "watcher_side"),
+                          ("WATCHER-hotdash-llamaindex-mcp", "resolved"),
+                          ("WATCHER-hotdash-llamaindex-mcp", "watcher_side")]
+        first = min(p["at_s"] for p in report["pages"] if p["event"] == "watcher_side")
+        assert 120 < first <= 160
 
 
 class TestDetection:

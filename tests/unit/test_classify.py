@@ -209,6 +209,15 @@ class TestSources:
         assert a.severity is None and a.watcher_side
         assert "Machines API reports 2/2" in a.evidence["watcher_side"][0]
 
+    def test_unreachable_service_with_healthy_traffic_is_watcher_side(self):
+        """Probes that cannot connect while real edge traffic is served normally: the watcher
+        is blind, the service is fine."""
+        snap = dataclasses.replace(snapshot(total=20, failures=20),
+                                   failure_kinds=(("timeout", 20),))
+        a = classify(snap, T, 1.0, traffic=_traffic(300, 0))
+        assert a.severity is None and a.watcher_side
+        assert "edge is served normally" in a.evidence["watcher_side"][0]
+
     def test_5xx_answers_are_never_watcher_side(self):
         """A service that answers 5xx was reached: its errors count even if Fly says healthy."""
         a = classify(snapshot(total=20, failures=20), T, 1.0, machines=HEALTHY)

@@ -56,3 +56,18 @@ class TestUpdates:
         done = dataclasses.replace(_incident(Severity.SEV1, Event.OPENED),
                                    state=State.RESOLVED)
         assert update_due(done, CFG, T0 + 9999, None) is None
+
+
+class TestWatcherNotice:
+    def test_notice_and_its_resolution_pair_up(self):
+        """The watcher-side notice and its resolution share a pseudo incident ID and say that
+        nothing is mitigated."""
+        from hotdash_watch.notify.base import PageEvent
+        from hotdash_watch.notify.templates import watcher_notice
+
+        up = watcher_notice("svc", ["probes time out"], settings=CFG, since=T0, now=T0)
+        down = watcher_notice("svc", [], settings=CFG, since=T0, now=T0 + 300, resolved=True)
+        assert up.incident_id == down.incident_id == "WATCHER-svc"
+        assert up.event is PageEvent.WATCHER_SIDE and down.is_resolution
+        assert up.subject == "[SEV-3] hotdash-watch cannot see svc (watcher-side)"
+        assert "no mitigation" in up.body and up.key != down.key
