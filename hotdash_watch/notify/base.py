@@ -27,7 +27,7 @@ import asyncio
 import base64
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -314,3 +314,27 @@ async def post_json(
     except Exception as e:
         retryable, detail = describe_exception(e, timeout_s)
         return SendResult(False, retryable, None, redact(detail))
+
+
+async def deliver(
+    page: Page,
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    build: Callable[[Page], Payload],
+    timeout_s: float,
+    clock: Clock,
+    redact: Redactor,
+    headers: Callable[[Page, bytes], Mapping[str, str]] | None = None,
+) -> SendResult:
+    """Every channel's ``send``: build the JSON body (and headers) purely, then ``post_json``.
+
+    A page that cannot be turned into a request is a permanent failure, never an exception.
+    """
+    try:
+        body = encode_json(build(page))
+        extra = headers(page, body) if headers is not None else {}
+    except Exception as e:
+        return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
+    return await post_json(session, url, body, headers=extra, timeout_s=timeout_s, clock=clock,
+                           redact=redact)

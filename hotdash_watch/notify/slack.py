@@ -18,8 +18,7 @@ from hotdash_watch.notify.base import (
     Payload,
     Redactor,
     SendResult,
-    encode_json,
-    post_json,
+    deliver,
     required,
 )
 from hotdash_watch.severity import Severity
@@ -78,9 +77,5 @@ class SlackNotifier:
         }
 
     async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
-        try:
-            body = encode_json(self.build_payload(page))
-        except Exception as e:
-            return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
-        return await post_json(session, self._url, body, headers={},
-                               timeout_s=self.timeout_s, clock=clock, redact=self._redact)
+        return await deliver(page, session, self._url, build=self.build_payload,
+                             timeout_s=self.timeout_s, clock=clock, redact=self._redact)

@@ -29,8 +29,7 @@ from hotdash_watch.notify.base import (
     Payload,
     Redactor,
     SendResult,
-    encode_json,
-    post_json,
+    deliver,
     required,
 )
 from hotdash_watch.severity import Severity
@@ -76,10 +75,6 @@ class WebhookNotifier:
         return headers
 
     async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
-        try:
-            body = encode_json(self.build_payload(page))
-            headers = self.build_headers(page, body)
-        except Exception as e:
-            return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
-        return await post_json(session, self._url, body, headers=headers,
-                               timeout_s=self.timeout_s, clock=clock, redact=self._redact)
+        return await deliver(page, session, self._url, build=self.build_payload,
+                             headers=self.build_headers, timeout_s=self.timeout_s, clock=clock,
+                             redact=self._redact)
