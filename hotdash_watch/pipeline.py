@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from hotdash_watch.classify import Assessment, Hold, classify, debounce
+from hotdash_watch.classify import Assessment, Hold, Signal, classify, debounce
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import AppSettings, Settings
 from hotdash_watch.fly import FlyClient
@@ -70,6 +70,13 @@ class AppState:
     last: Assessment | None = None
     last_probe: dict[str, str] = field(default_factory=dict)
     pending_checks: tuple[str, ...] = ()
+    signals: dict[str, tuple[Signal, float]] = field(default_factory=dict)  # key -> (s, until)
+
+    def live_signals(self, now: float) -> tuple[Signal, ...]:
+        """Inbound signals still in force at ``now``; expired ones are forgotten."""
+        for key in [k for k, (_, until) in self.signals.items() if until <= now]:
+            del self.signals[key]
+        return tuple(s for s, _ in self.signals.values())
 
     @property
     def name(self) -> str:
@@ -235,6 +242,29 @@ class Pipeline:
             if oom:
                 self.metrics.oom_kills.labels(state.name).inc()
 
+    # -- inbound signals -----------------------------------------------------------------------
+
+    def put_signal(self, app: str, key: str, signal: Signal, until: float) -> bool:
+        """An inbound alert (Alertmanager, operator) about ``app``, in force until ``until``
+        (epoch seconds) or until cleared. ``key`` identifies it (an alert's fingerprint): the
+        same key replaces, never adds. False when ``app`` is not watched."""
+        state = self.apps.get(app)
+        if state is None:
+            return False
+        if key not in state.signals:
+            log.warning("signal_received", app=app, severity=signal.severity.value,
+                        source=signal.source, summary=signal.summary)
+        state.signals[key] = (signal, until)
+        return True
+
+    def clear_signal(self, app: str, key: str) -> bool:
+        """The alert behind ``key`` resolved. False when it was not in force."""
+        state = self.apps.get(app)
+        if state is None or state.signals.pop(key, None) is None:
+            return False
+        log.info("signal_cleared", app=app)
+        return True
+
     # -- evaluation ----------------------------------------------------------------------------
 
     async def evaluate(self) -> list[Step]:
@@ -265,7 +295,8 @@ class Pipeline:
         snap = state.window.snapshot(now, cfg.window.eval_s)
         verify_snap = state.window.snapshot(now, min(cfg.timers.stabilization_s,
                                                      cfg.window.span_s) or cfg.window.eval_s)
-        assessment = classify(snap, cfg.thresholds, now, **self._fly_inputs(state, now))
+        assessment = classify(snap, cfg.thresholds, now, signals=state.live_signals(now),
+                              **self._fly_inputs(state, now))
         self._report_assessment(state, assessment)
         if self.responder is not None:
             try:
