@@ -341,6 +341,54 @@ class NotifySettings(_Section):
         return self
 
 
+ActionName = Literal["restart", "start", "rollback", "raise_memory", "scale_out", "stop"]
+
+
+class MitigationSettings(_Section):
+    """Auto-mitigation (runbook Phase 2) and the guards around it; every guard is on by default.
+
+    ``allowed_actions`` is the runbook's Level-1 authority (restart, start, rollback); memory
+    raises and scale-out are switched on here. ``stop`` (scale to zero) is never planned unless
+    ``allow_scale_to_zero`` is true; otherwise the page proposes it.
+    """
+
+    allowed_actions: list[ActionName] = Field(
+        default_factory=lambda: ["restart", "start", "rollback"],
+        description="action kinds the watcher may take by itself (runbook Level 1: restart, "
+        "start, rollback; add raise_memory, scale_out, stop to allow more)")
+    restart_budget_machine: int = Field(
+        3, ge=0, description="restarts/starts of one machine per budget window, Fly's own "
+        "supervisor restarts included; beyond it the loop stops and pages")
+    restart_budget_app: int = Field(
+        6, ge=0, description="restarts/starts of an app's machines per budget window")
+    budget_window_s: Seconds = Field(3600.0, gt=0, description="the restart budgets' window")
+    cooldown_s: Seconds = Field(
+        60.0, ge=0, description="least time between two actions on the same target")
+    max_unavailable_fraction: float = Field(
+        0.5, gt=0, le=1, description="never take more than this fraction of an app's machines "
+        "out of service at once (at least one; never the last healthy machine)")
+    release_healthy_after_s: Seconds = Field(
+        60.0, gt=0, description="a release counts as known healthy once the watcher saw the "
+        "app healthy this long while it was current (rollback targets only such releases)")
+    memory_factor: float = Field(
+        2.0, gt=1, description="raise_memory multiplies a machine's memory by this (512 -> 1024)")
+    memory_cap_mb: int = Field(2048, ge=256, description="raise_memory never goes above this")
+    settle_s: Seconds = Field(
+        10.0, ge=0, description="a machine started by an action must stay up this long with "
+        "its checks passing before the action counts as done")
+    action_timeout_s: Seconds = Field(
+        120.0, gt=0, description="longest wait for a machine to start and pass its checks")
+    recovery_check_s: Seconds = Field(
+        60.0, gt=0, description="after a mitigation, a SEV-2 still present this long later "
+        "becomes SEV-1 (runbook: if not resolved, escalate)")
+    lease_ttl_s: Seconds = Field(60.0, ge=10, description="Fly lease held around each action")
+    lease_backoff_s: Seconds = Field(
+        30.0, gt=0, description="after finding a lease held by someone else (a deploy), wait "
+        "this long and re-assess")
+    allow_scale_to_zero: bool = Field(
+        False, description="let the watcher stop every machine of an app (never by default)")
+
+
 class ServerSettings(_Section):
     host: str = Field("0.0.0.0", description="address the HTTP server listens on")
     port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /healthz and /api")
@@ -367,7 +415,8 @@ class Settings(BaseSettings):
         "sqlite+aiosqlite:///var/hotdash-watch.db",
         description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
     )
-    dry_run: bool = Field(False, description="plan and record, change nothing")
+    dry_run: bool = Field(
+        False, description="plan and record what would be done, change nothing on Fly")
     server: ServerSettings = ServerSettings()
     log: LogSettings = LogSettings()
     thresholds: Thresholds = Thresholds()
@@ -377,6 +426,7 @@ class Settings(BaseSettings):
     probes: ProbeDefaults = ProbeDefaults()
     fly: FlySettings = FlySettings()
     notify: NotifySettings = NotifySettings()
+    mitigation: MitigationSettings = MitigationSettings()
     apps: list[AppSettings] = Field(default_factory=list, description="the watched apps")
 
     @classmethod
