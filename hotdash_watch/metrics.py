@@ -16,7 +16,11 @@ from hotdash_watch.incident_model import Event
 from hotdash_watch.probes.base import FailureKind
 from hotdash_watch.severity import Severity
 
-__all__ = ["Metrics"]
+__all__ = ["ACTIONS", "ACTION_OUTCOMES", "Metrics"]
+
+#: Action kinds and outcomes: the bounded label values of ``hotdash_watch_actions_total``.
+ACTIONS = ("restart", "start", "rollback", "raise_memory", "scale_out", "stop")
+ACTION_OUTCOMES = ("ok", "failed", "vetoed", "dry_run")
 
 _PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -103,6 +107,16 @@ class Metrics:
             "hotdash_watch_oom_kills_total", "OOM kills seen in machine exit events.",
             ["target_app"], registry=registry,
         )
+        self.actions = Counter(
+            "hotdash_watch_actions_total",
+            "Mitigation actions by kind and outcome (ok, failed, vetoed, dry_run).",
+            ["target_app", "action", "outcome"], registry=registry,
+        )
+        self.action_in_progress = Gauge(
+            "hotdash_watch_action_in_progress",
+            "1 while a mitigation action runs against the app.",
+            ["target_app"], registry=registry,
+        )
         self.store_errors = Counter(
             "hotdash_watch_store_errors_total", "Failed writes to the incident store.",
             registry=registry,
@@ -127,6 +141,10 @@ class Metrics:
             self.raw_severity.labels(app).set(0)
             self.watcher_side.labels(app).set(0)
             self.oom_kills.labels(app)
+            self.action_in_progress.labels(app).set(0)
+            for action in ACTIONS:
+                for outcome in ACTION_OUTCOMES:
+                    self.actions.labels(app, action, outcome)
 
     def set_severity(self, app: str, severity: Severity | None) -> None:
         for sev in Severity:
