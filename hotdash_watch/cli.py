@@ -48,6 +48,8 @@ def _parser() -> argparse.ArgumentParser:
                      help="every duration divided by this (default 60)")
     sim.add_argument("--report", help="write the JSON report to this file")
     sim.add_argument("--config", "-c", help="daemon settings; targets are pointed at the simulator")
+    sim.add_argument("--dry-run", action="store_true",
+                     help="plan and record mitigations, change nothing in the simulator")
 
     rep = sub.add_parser("report", help="print an incident's post-incident report from the store")
     rep.add_argument("id", help="incident ID, e.g. INC-20261127-001610")
@@ -151,7 +153,8 @@ async def _simulate(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_CONFIG
     logs.configure("auto", "warning")
-    report = await simulate(args.scenario, time_scale=args.time_scale, config=args.config)
+    report = await simulate(args.scenario, time_scale=args.time_scale, config=args.config,
+                            dry_run=args.dry_run or None)
     if args.report:
         write_report(report, args.report)
     print(render_report(report))
@@ -174,6 +177,12 @@ def render_report(report: dict[str, object]) -> str:
         for e in i["timeline"]:
             lines.append(f"    {e['at_s']:>7} s  {e['event']:<16} {e['severity']}  "
                          f"{'; '.join(e['reasons'])}")
+
+    actions = report.get("actions") or []
+    assert isinstance(actions, list)
+    for a in actions:
+        lines.append(f"  action {a['at_s']:>7} s  {a['app']}  {a['kind']} {a['target']}: "
+                     f"{a['outcome']}  ({a['reason']})")
 
     def fmt(key: str) -> str:
         v = s.get(key)

@@ -79,6 +79,9 @@ class Thresholds(_Section):
     sev3_p95_ms: float = Field(1000.0, gt=0, description="SEV-3 when p95 latency is at or above")
     sev2_oom_kills: int = Field(2, ge=1, description="OOM kills in the window that make SEV-2")
     sev3_oom_kills: int = Field(1, ge=1, description="OOM kills in the window that make SEV-3")
+    oom_window_s: Seconds = Field(
+        300.0, gt=0, description="OOM kills and Fly's own restarts are counted over this span "
+        "(Fly's restart policy uses 5 minutes); kills that stopped clear after it")
     resolve_error_ratio: float = Field(
         0.01, ge=0, le=1, description="error ratio below which recovery is verified (runbook: 1 %)"
     )
@@ -379,7 +382,7 @@ class MitigationSettings(_Section):
     action_timeout_s: Seconds = Field(
         120.0, gt=0, description="longest wait for a machine to start and pass its checks")
     recovery_check_s: Seconds = Field(
-        60.0, gt=0, description="after a mitigation, a SEV-2 still present this long later "
+        120.0, gt=0, description="after a mitigation, a SEV-2 still present this long later "
         "becomes SEV-1 (runbook: if not resolved, escalate)")
     lease_ttl_s: Seconds = Field(60.0, ge=10, description="Fly lease held around each action")
     lease_backoff_s: Seconds = Field(
@@ -390,9 +393,27 @@ class MitigationSettings(_Section):
 
 
 class ServerSettings(_Section):
+    """The watcher's HTTP server: /metrics, /healthz, /readyz, /api and /hooks/alertmanager.
+
+    Tokens are compared in constant time and never logged. Without ``api_token`` the mutating
+    /api calls are refused (403); without ``hooks_token`` or ``api_token`` the Alertmanager hook
+    is refused too. /metrics is open unless ``metrics_token`` is set.
+    """
+
     host: str = Field("0.0.0.0", description="address the HTTP server listens on")
     port: int = Field(9464, ge=0, le=65535, description="port of /metrics, /healthz and /api")
-    api_token: SecretStr | None = Field(None, description="bearer token for mutating /api calls")
+    api_token: SecretStr | None = Field(
+        None, description="bearer token for the mutating /api calls (silences, acknowledge); "
+        "unset: they are refused")
+    hooks_token: SecretStr | None = Field(
+        None, description="bearer token Alertmanager must send to /hooks/alertmanager "
+        "(http_config.authorization.credentials); unset: api_token is used")
+    hook_signal_ttl_s: Seconds = Field(
+        900.0, gt=0, le=86400, description="a firing alert from /hooks/alertmanager counts this "
+        "long unless re-sent or resolved; keep Alertmanager's repeat_interval well below it")
+    metrics_token: SecretStr | None = Field(
+        None, description="when set, /metrics requires Authorization: Bearer <token>; unset: "
+        "open (Fly's managed Prometheus scrapes without credentials)")
 
 
 class LogSettings(_Section):

@@ -89,6 +89,9 @@ class Daemon:
                                    fly_client=self.pipeline.fly_client)
         self.pipeline.responder = self.responder
         await self.pipeline.resume()
+        if self.pipeline.mitigator is not None:
+            await self.pipeline.mitigator.load()
+            await self.pipeline.mitigator.resume()
         self._runner = web.AppRunner(make_app(self.pipeline), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.server.host, s.server.port)
@@ -107,6 +110,8 @@ class Daemon:
         grace = self.settings.timers.shutdown_grace_s
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
+        if self.pipeline is not None and self.pipeline.mitigator is not None:
+            await self.pipeline.mitigator.drain(grace)
         if self.responder is not None:
             await self.responder.drain(grace)
         if self.outbox is not None and self._outbox_task is not None:

@@ -3,12 +3,13 @@
 ``build()`` wires the stages for the configured apps: probes feed a window per app; each
 evaluation pass reads ``now`` once and runs, per app,
 window snapshot -> classify -> debounce -> incident state machine -> store (before anything is
-acted on) -> metrics and logs. Later stages (policy, guards, actions, notify) hang off the
-persisted transitions in the same order.
+acted on) -> metrics and logs -> responder (pages, journal) -> mitigation (policy -> guards ->
+actions, ``mitigate.Mitigator``), in that order, after the app's transitions are persisted.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -18,11 +19,12 @@ from typing import Any
 import aiohttp
 import structlog
 
+from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.classify import Assessment, Hold, Signal, classify, debounce
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import AppSettings, Settings
 from hotdash_watch.fly import FlyClient
-from hotdash_watch.incident_model import Event, Incident, TimelineEntry
+from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
 from hotdash_watch.incidents import Step, advance
 from hotdash_watch.metrics import Metrics
 from hotdash_watch.probes.base import Observation, Probe
@@ -37,6 +39,7 @@ from hotdash_watch.probes.prometheus import (
 )
 from hotdash_watch.probes.releases import ReleasesProbe, ReleasesReport
 from hotdash_watch.records.store import Store
+from hotdash_watch.severity import Severity
 from hotdash_watch.window import Window
 
 __all__ = ["AppState", "Job", "Pipeline", "build"]
@@ -71,6 +74,8 @@ class AppState:
     last_probe: dict[str, str] = field(default_factory=dict)
     pending_checks: tuple[str, ...] = ()
     signals: dict[str, tuple[Signal, float]] = field(default_factory=dict)  # key -> (s, until)
+    floor: Severity | None = None  # set by an escalation the signals alone would not make
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)  # one writer of the incident
 
     def live_signals(self, now: float) -> tuple[Signal, ...]:
         """Inbound signals still in force at ``now``; expired ones are forgotten."""
@@ -113,6 +118,7 @@ class Pipeline:
         self.last_tick: float | None = None
         self.responder: Any = None  # set by the daemon: pages, journal, diagnostics, report
         self.fly_client: FlyClient | None = None
+        self.mitigator: Any = None  # mitigate.Mitigator when Fly is configured
         metrics.init_apps(self.apps, sorted({p.name for p in self.probes}) or ("health",))
 
     def jobs(self) -> list[Job]:
@@ -274,7 +280,14 @@ class Pipeline:
         steps = []
         for state in self.apps.values():
             with structlog.contextvars.bound_contextvars(app=state.name):
-                step = await self._evaluate_app(state, now)
+                async with state.lock:
+                    step = await self._evaluate_app(state, now)
+                if self.mitigator is not None and state.last is not None:
+                    try:
+                        await self.mitigator.observe(state, state.last, now)
+                        await self.mitigator.consider(state, state.last, now)
+                    except Exception:  # mitigation must never stop the watching
+                        log.exception("mitigation_failed")
             if step is not None and step.changed:
                 steps.append(step)
         if self.responder is not None:
@@ -306,9 +319,13 @@ class Pipeline:
             except Exception:
                 log.exception("respond_failed")
         hold = debounce(state.hold, assessment, cfg.hysteresis)
-        step = advance(state.incident, hold.level, assessment, verify_snap, cfg, now,
+        level = hold.level
+        if level is not None and state.floor is not None and state.incident is not None:
+            level = Severity.worst(level, state.floor)  # an escalation holds while signals do
+        step = advance(state.incident, level, assessment, verify_snap, cfg, now,
                        taken_ids=self._ids_in_memory())
         if step.entries and step.entries[0].event is Event.OPENED and step.incident:
+            state.floor = None
             step = await self._unique_open(state, hold, assessment, verify_snap, now, step)
         if step.changed and step.incident is not None:
             try:
@@ -335,6 +352,8 @@ class Pipeline:
             persisted = dataclasses.replace(
                 step.incident, timeline=(*step.incident.timeline, *step.entries))
             state.incident = persisted if persisted.is_open else None
+            if state.incident is None:
+                state.floor = None
             if step.changed and self.responder is not None:
                 with structlog.contextvars.bound_contextvars(incident_id=persisted.id):
                     try:
@@ -389,6 +408,120 @@ class Pipeline:
 
     def _ids_in_memory(self) -> set[str]:
         return {s.incident.id for s in self.apps.values() if s.incident is not None}
+
+    # -- mitigation records (called by the mitigation stage and its action tasks) ---------------
+
+    async def _append(self, app: str, incident_id: str,
+                      make: Callable[[Incident], tuple[Incident, list[TimelineEntry]]]
+                      ) -> Incident | None:
+        """Append entries to an incident's timeline under the app's lock, persisted first.
+        ``make`` gets the incident as it stands and returns it changed plus the entries."""
+        state = self.apps.get(app)
+        if state is None:
+            return None
+        async with state.lock:
+            inc = state.incident if state.incident is not None \
+                and state.incident.id == incident_id else None
+            in_memory = inc is not None
+            if inc is None:
+                try:
+                    inc = await self.store.get_incident(incident_id)
+                except Exception:
+                    inc = None
+            if inc is None:
+                return None
+            changed, entries = make(inc)
+            try:
+                await self.store.save_incident(changed, entries)
+            except Exception as e:
+                self.metrics.store_errors.inc()
+                log.error("store_write_failed", error=type(e).__name__, detail=str(e),
+                          incident_id=incident_id)
+                return None
+            persisted = dataclasses.replace(changed, timeline=(*changed.timeline, *entries))
+            if in_memory:
+                state.incident = persisted
+            for e in entries:
+                self.metrics.transitions.labels(app, e.event.value).inc()
+            return persisted
+
+    async def record_action(self, app: str, incident_id: str, rec: ActionRecord, now: float,
+                            *, page: str | None) -> None:
+        """A mitigation step in the incident's timeline (the report reads it), then its page."""
+
+        def make(inc: Incident) -> tuple[Incident, list[TimelineEntry]]:
+            detail: dict[str, Any] = {"target": rec.target, "outcome": rec.outcome.value,
+                                      "why": rec.reason}
+            if rec.guard:
+                detail["guard"] = rec.guard
+            if rec.kind is ActionKind.PAGE:
+                detail["person_needed"] = True
+            elif rec.outcome is Outcome.STARTED:
+                detail["starting"] = rec.kind.value
+            else:
+                detail["action"] = rec.kind.value
+            event = Event.NOTE
+            if rec.outcome is Outcome.STARTED and inc.state is State.INVESTIGATING:
+                inc = dataclasses.replace(inc, state=State.MITIGATING, updated_at=now)
+                event = Event.MITIGATING
+            text = rec.detail.get("result") or rec.text
+            if rec.outcome is Outcome.STARTED:
+                text = f"started: {rec.text}"
+            elif rec.kind.touches_fly and rec.outcome in (Outcome.OK, Outcome.FAILED,
+                                                          Outcome.DEFERRED):
+                text = f"{rec.kind.value} of {rec.target} {rec.outcome.value}: {text}"
+            entry = TimelineEntry(at=now, event=event, state=inc.state, severity=inc.severity,
+                                  reasons=(str(text),), detail=detail)
+            return inc, [entry]
+
+        persisted = await self._append(app, incident_id, make)
+        if persisted is None or self.responder is None:
+            return
+        entry = persisted.timeline[-1]
+        try:
+            await self.responder.on_action(persisted, entry, page=page)
+        except Exception:
+            log.exception("respond_failed", app=app)
+
+    async def escalate(self, app: str, incident_id: str, to: Severity, reason: str,
+                       now: float) -> None:
+        """Raise the incident to ``to`` for a reason the signals alone do not carry (a
+        mitigation that did not resolve it); the level holds until the signals clear."""
+
+        def make(inc: Incident) -> tuple[Incident, list[TimelineEntry]]:
+            if not to.worse_than(inc.severity) or not inc.is_open:
+                return inc, []
+            new = dataclasses.replace(inc, severity=to, severity_since=now, updated_at=now,
+                                      max_severity=Severity.worst(inc.max_severity, to))
+            return new, [TimelineEntry(at=now, event=Event.ESCALATED, state=new.state,
+                                       severity=to, reasons=(reason,),
+                                       detail={"from": inc.severity.value})]
+
+        state = self.apps.get(app)
+        persisted = await self._append(app, incident_id, make)
+        if persisted is None or not persisted.timeline \
+                or persisted.timeline[-1].event is not Event.ESCALATED \
+                or persisted.timeline[-1].at != now:
+            return
+        if state is not None:
+            state.floor = to
+        self.metrics.set_severity(app, to)
+        log.error("incident_escalated", app=app, incident_id=incident_id, severity=to.value,
+                  reasons=[reason])
+        if self.responder is not None:
+            try:
+                await self.responder.on_step(persisted, [persisted.timeline[-1]])
+            except Exception:
+                log.exception("respond_failed", app=app)
+
+    async def refresh_machines(self, app: str) -> None:
+        """Read the Machines API for ``app`` now (after an action), not at the next poll."""
+        state = self.apps.get(app)
+        if state is not None and state.machines_probe is not None:
+            try:
+                await self.run_fly_probe(state.machines_probe)
+            except Exception:
+                log.exception("machines_refresh_failed", app=app)
 
     async def acknowledge(self, incident_id: str, author: str) -> Incident | None:
         """Record that a person has the incident (a timeline note), persisted first."""
@@ -499,8 +632,9 @@ def build(
                            else None, timeout_s=fly.timeout_s)
         for app in settings.apps:
             fly_probes += [
-                MachinesProbe(app.name, client, clock, span_s=settings.window.span_s,
-                              check_grace_s=fly.check_grace_s),
+                MachinesProbe(app.name, client, clock, span_s=settings.thresholds.oom_window_s,
+                              check_grace_s=fly.check_grace_s,
+                              keep_s=settings.mitigation.budget_window_s),
                 LogsProbe(app.name, client, clock),
                 ReleasesProbe(app.name, client, clock),
             ]
@@ -523,5 +657,8 @@ def build(
                                     latency_budget_ms=budget, **common))
     pipeline = Pipeline(settings, clock, store, metrics, probes, fly_probes)
     if fly.enabled:
+        from hotdash_watch.mitigate import Mitigator
+
         pipeline.fly_client = client
+        pipeline.mitigator = Mitigator(settings, clock, store, metrics, client, pipeline)
     return pipeline

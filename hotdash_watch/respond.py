@@ -117,6 +117,34 @@ class Responder:
             if e.event in (Event.ESCALATED, Event.DEESCALATED, Event.ESCALATED_TIMER):
                 self._update_slots.pop(incident.id, None)
 
+    async def on_action(self, incident: Incident, entry: TimelineEntry, *,
+                        page: str | None) -> None:
+        """A mitigation step just written to the timeline: page it (``page`` is the page
+        event, None for none) and journal what was done (runbook Phase 2 "Action Taken")."""
+        detail = entry.detail
+        kind = detail.get("action") or detail.get("starting") or "page"
+        what = f"{kind} {detail.get('target', '')}".strip()
+        outcome = str(detail.get("outcome") or "")
+        note = entry.reasons[0] if entry.reasons else None
+        if page is not None:
+            n = len(incident.timeline)
+            await self._page(incident, PagePlan(page, n), note=note,
+                             actions=(f"{what} ({outcome})" if detail.get("action") else
+                                      "a person is needed",))
+        if detail.get("action") and outcome in ("ok", "failed"):
+            from hotdash_watch.records import journal as j
+            from hotdash_watch.records.journal import ActionRecord as Done
+
+            lines = j.action_lines(incident, [Done(at=entry.at, kind=str(kind),
+                                                   target=str(detail.get("target") or ""),
+                                                   outcome=outcome)], entry.at,
+                                   settings=self.settings)
+            try:
+                await self.journal.append(lines)
+            except OSError as e:
+                log.error("journal_write_failed", app=incident.app, incident_id=incident.id,
+                          error=e.strerror or type(e).__name__)
+
     async def tick(self, incidents: Sequence[Incident], now: float) -> None:
         """Status updates that fall due on this pass."""
         for inc in incidents:
@@ -156,7 +184,8 @@ class Responder:
         return watcher_notice(app, reasons, settings=self.settings, since=since, now=now,
                               resolved=resolved)
 
-    async def _page(self, incident: Incident, plan: PagePlan) -> None:
+    async def _page(self, incident: Incident, plan: PagePlan, *, note: str | None = None,
+                    actions: Sequence[str] = ()) -> None:
         if self.outbox is None:
             return
         from hotdash_watch.notify.base import PageEvent
@@ -165,7 +194,7 @@ class Responder:
         now = self.clock.timestamp()
         try:
             page = render(incident, PageEvent(plan.event), settings=self.settings, now=now,
-                          key=plan.key(incident.id))
+                          key=plan.key(incident.id), note=note, actions=actions)
             await self.outbox.page(page)  # the outbox logs page_enqueued
         except Exception as e:  # the outbox is the durable part; this must not stop the pass
             log.error("page_not_queued", app=incident.app, incident_id=incident.id,

@@ -72,6 +72,7 @@ class PageEvent(StrEnum):
     RESOLVED = "resolved"
     WATCHER_SIDE = "watcher_side"
     VETOED = "vetoed"
+    ACTION = "action"  # a mitigation ended (ok, failed), or a person is needed
 
 
 @dataclass(frozen=True, slots=True)

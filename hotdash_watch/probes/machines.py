@@ -67,7 +67,12 @@ class ExitLedger:
     """Exit events seen per app, kept for ``span_s`` (dedup by machine and event)."""
 
     span_s: float
+    keep_s: float = 0.0  # kept this long (>= span_s) for the restart budget's window
     _seen: dict[tuple[str, str], tuple[float, bool, bool]] = field(default_factory=dict)
+
+    @property
+    def _keep(self) -> float:
+        return max(self.span_s, self.keep_s)
 
     def record(self, machines: Iterable[Machine], now: float) -> list[tuple[str, float, bool]]:
         """Remember the exits carried by ``machines``; return the new ones (id, at, oom)."""
@@ -77,15 +82,25 @@ class ExitLedger:
                 if e.type != "exit" or e.exit is None:
                     continue
                 key = (m.id, e.id or f"{e.timestamp:.3f}")
-                if key in self._seen or e.timestamp < now - self.span_s:
+                if key in self._seen or e.timestamp < now - self._keep:
                     continue
                 oom = e.exit.oom_killed or e.exit.exit_code == 137
                 fly_restart = e.exit.restarting and not e.exit.requested_stop
                 self._seen[key] = (e.timestamp, oom, fly_restart)
                 new.append((m.id, e.timestamp, oom))
-        for key in [k for k, (at, _, _) in self._seen.items() if at < now - self.span_s]:
+        for key in [k for k, (at, _, _) in self._seen.items() if at < now - self._keep]:
             del self._seen[key]
         return new
+
+    def per_machine(self, now: float, over_s: float) -> dict[str, tuple[int, int, float]]:
+        """Machine id -> (OOM kills, Fly supervisor restarts, last OOM kill's time or 0) over
+        the last ``over_s``."""
+        out: dict[str, tuple[int, int, float]] = {}
+        for (mid, _), (at, oom, restart) in self._seen.items():
+            if at >= now - over_s:
+                o, r, last = out.get(mid, (0, 0, 0.0))
+                out[mid] = (o + int(oom), r + int(restart), max(last, at) if oom else last)
+        return out
 
     def counts(self, now: float) -> tuple[int, int]:
         """(OOM kills, Fly supervisor restarts) inside the span."""
@@ -180,12 +195,12 @@ class MachinesProbe:
     kind = "machines"
 
     def __init__(self, app: str, client: FlyClient, clock: Clock, *, span_s: float,
-                 check_grace_s: float = 0.0) -> None:
+                 check_grace_s: float = 0.0, keep_s: float = 0.0) -> None:
         self.app = app
         self.name = "machines"
         self.client = client
         self.clock = clock
-        self.ledger = ExitLedger(span_s)
+        self.ledger = ExitLedger(span_s, keep_s)
         self.check_grace_s = check_grace_s
         self._up_since: dict[str, float] = {}
         self._changing: dict[str, tuple[str, float]] = {}

@@ -35,6 +35,7 @@ by ``***`` and never the password itself.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -62,8 +63,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
 from hotdash_watch.records.tables import (
+    actions,
     incidents,
     kv,
     metadata,
@@ -308,6 +311,21 @@ def _check_json(value: Any, where: str) -> None:
 
 def _opt_float(value: float | None) -> float | None:
     return None if value is None else float(value)
+
+
+def _action_row(a: ActionRecord) -> dict[str, Any]:
+    _check_json(a.detail, f"action {a.kind} detail")
+    return {"app": a.app, "incident_id": a.incident_id, "kind": a.kind.value,
+            "target": a.target, "reason": a.reason, "text": a.text,
+            "outcome": a.outcome.value, "guard": a.guard, "at": float(a.at),
+            "ended_at": _opt_float(a.ended_at), "detail": dict(a.detail)}
+
+
+def _action_of(row: Any) -> ActionRecord:
+    return ActionRecord(id=row.id, app=row.app, incident_id=row.incident_id,
+                        kind=ActionKind(row.kind), target=row.target, reason=row.reason,
+                        text=row.text, outcome=Outcome(row.outcome), at=row.at,
+                        ended_at=row.ended_at, guard=row.guard, detail=dict(row.detail or {}))
 
 
 def _incident_row(inc: Incident) -> dict[str, Any]:
@@ -793,6 +811,52 @@ class Store:
         with self._errors("cannot list pages"):
             async with self._engine.connect() as conn:
                 return [_outbox_of(r) for r in (await conn.execute(query)).all()]
+
+    # -- actions -------------------------------------------------------------------------------
+
+    async def add_action(self, record: ActionRecord) -> ActionRecord:
+        """Store a new action row; the record with its id. Durable when it returns."""
+        row = _action_row(record)
+        with self._errors(f"cannot record {record.kind} of {record.target}"):
+            async with self._engine.begin() as conn:
+                new_id = (await conn.execute(insert(actions).values(**row)
+                                             .returning(actions.c.id))).scalar_one()
+        return dataclasses.replace(record, id=new_id)
+
+    async def end_action(self, action_id: int, outcome: Outcome, ended_at: float,
+                         detail: Mapping[str, Any] | None = None) -> None:
+        """Record how the action ended (or, with ``Outcome.STARTED``, its progress)."""
+        values: dict[str, Any] = {"outcome": outcome.value}
+        if outcome.ended:
+            values["ended_at"] = float(ended_at)
+        if detail is not None:
+            _check_json(dict(detail), f"action {action_id} detail")
+            values["detail"] = dict(detail)
+        with self._errors(f"cannot update action {action_id}"):
+            async with self._engine.begin() as conn:
+                await conn.execute(update(actions).where(actions.c.id == action_id)
+                                   .values(**values))
+
+    async def actions_since(self, since: float, *, app: str | None = None,
+                            incident_id: str | None = None) -> list[ActionRecord]:
+        """Actions started at or after ``since`` (of one app / incident), oldest first."""
+        query = select(actions).where(actions.c.at >= since)
+        if app is not None:
+            query = query.where(actions.c.app == app)
+        if incident_id is not None:
+            query = query.where(actions.c.incident_id == incident_id)
+        query = query.order_by(actions.c.at, actions.c.id)
+        with self._errors("cannot read actions"):
+            async with self._engine.connect() as conn:
+                return [_action_of(r) for r in (await conn.execute(query)).all()]
+
+    async def unfinished_actions(self) -> list[ActionRecord]:
+        """Actions that were started and never ended (the watcher stopped during them)."""
+        query = (select(actions).where(actions.c.outcome == Outcome.STARTED.value)
+                 .order_by(actions.c.at, actions.c.id))
+        with self._errors("cannot read unfinished actions"):
+            async with self._engine.connect() as conn:
+                return [_action_of(r) for r in (await conn.execute(query)).all()]
 
     # -- silences ------------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@
   pending, sent, failed, silenced or handed_over, and (``key``, ``channel``) is unique, so the
   same page is never queued twice on one channel. No foreign key to ``incidents``: a page is
   never refused for want of an incident row.
+* ``actions`` - every mitigation step: planned, started (written before the Fly call), ended
+  with an outcome, or vetoed by a guard. Restart budgets, cooldowns and "rollback once per
+  incident" are read from it, so they hold across a restart of the watcher.
 * ``silences`` - maintenance windows: pages for ``app`` (or every app, ``"*"``) between
   ``starts_at`` and ``ends_at`` are held back (stored as silenced, not sent).
 
@@ -37,7 +40,7 @@ from sqlalchemy import (
 
 from hotdash_watch.incident_model import State
 
-__all__ = ["incidents", "kv", "metadata", "outbox", "samples", "silences", "timeline"]
+__all__ = ["actions", "incidents", "kv", "metadata", "outbox", "samples", "silences", "timeline"]
 
 # Deterministic constraint names, so that a later migration can refer to them by name.
 metadata = MetaData(naming_convention={
@@ -149,4 +152,22 @@ silences = Table(
     Column("suspend_mitigation", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Index("ix_silences_ends_at", "ends_at"),
+)
+
+actions = Table(
+    "actions",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("app", String, nullable=False),
+    Column("incident_id", String(40), nullable=True, index=True),
+    Column("kind", String(20), nullable=False),
+    Column("target", String(100), nullable=False),
+    Column("reason", String(60), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("outcome", String(20), nullable=False),
+    Column("guard", String(40), nullable=True),
+    Column("at", Float, nullable=False),
+    Column("ended_at", Float, nullable=True),
+    Column("detail", JSON, nullable=False),
+    Index("ix_actions_app_at", "app", "at"),
 )

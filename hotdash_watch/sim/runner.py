@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from hotdash_watch.action_model import ActionRecord
 from hotdash_watch.clock import Clock, ScaledClock
 from hotdash_watch.config import Settings, load_settings
 from hotdash_watch.daemon import Daemon
@@ -70,7 +71,7 @@ class PageReceiver:
 
 
 def settings_for(scenario: Scenario, sim: SimServer, *, config: str | Path | None = None,
-                 workdir: Path, dry_run: bool = True, port: int = 0,
+                 workdir: Path, dry_run: bool | None = None, port: int = 0,
                  page_url: str | None = None) -> Settings:
     """The daemon's settings for a scenario: the user's (or default) settings, with every
     target pointed at the simulator, pages sent to ``page_url`` (never to the configured
@@ -99,8 +100,19 @@ def settings_for(scenario: Scenario, sim: SimServer, *, config: str | Path | Non
         "notify": notify,
         "store_url": f"sqlite+aiosqlite:///{workdir / 'simulate.db'}",
         "server": {"host": "127.0.0.1", "port": port},
-        "dry_run": dry_run,
+        "dry_run": dry_run if dry_run is not None else bool(base and base.dry_run),
     })
+
+
+#: Outcomes that count as an action taken in the summary (a dry-run counts what it would do).
+TAKEN = frozenset({"ok", "failed", "started", "dry_run"})
+
+
+def _action_row(a: ActionRecord, t0: float) -> dict[str, Any]:
+    return {"at_s": round(a.at - t0, 1), "app": a.app, "kind": a.kind.value,
+            "target": a.target, "outcome": a.outcome.value, "reason": a.text, "why": a.reason,
+            "guard": a.guard, "ended_at_s": _at(a.ended_at, t0),
+            "incident_id": a.incident_id}
 
 
 def _at(ts: float | None, t0: float) -> float | None:
@@ -126,6 +138,7 @@ def build_report(scenario: Scenario, time_scale: float, t0: float,
             return None
         return round(value - first_fault, 1)
 
+    taken = [a for a in actions if a.get("outcome") in TAKEN]
     after = [r for r in inc_rows if first_fault is not None
              and r["opened_at_s"] is not None and r["opened_at_s"] >= first_fault]
     resolved = [r["resolved_at_s"] for r in inc_rows]
@@ -133,19 +146,20 @@ def build_report(scenario: Scenario, time_scale: float, t0: float,
     summary = {
         "detected": bool(after),
         "detection_latency_s": since_fault(after[0]["opened_at_s"]) if after else None,
-        "time_to_first_action_s": since_fault(min((a["at_s"] for a in actions), default=None)),
+        "time_to_first_action_s": since_fault(min((a["at_s"] for a in taken), default=None)),
         "time_to_recover_s": since_fault(recovered_at_s),
         "time_to_resolve_s": since_fault(max(resolved)) if resolved and None not in resolved
         else None,
         "max_severity": max_sev.value if max_sev else None,
-        "actions": len(actions),
+        "actions": len(taken),
     }
     return {"scenario": scenario.name, "time_scale": time_scale, "incidents": inc_rows,
             "actions": list(actions), "pages": list(pages), "summary": summary}
 
 
 async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path | None = None,
-                       dry_run: bool = True, registry: CollectorRegistry | None = None,
+                       dry_run: bool | None = None,
+                       registry: CollectorRegistry | None = None,
                        workdir: Path | None = None,
                        stop_at_s: float | None = None) -> dict[str, Any]:
     """Run ``scenario`` to its end (or to ``stop_at_s``) on ``clock``; return the report."""
@@ -170,7 +184,8 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
             full = await daemon.store.get_incident(row.id)
             if full is not None:
                 incidents.append(full)
-        actions: list[dict[str, Any]] = []  # mitigation arrives with the policy engine
+        actions = [_action_row(a, t0) for a in await daemon.store.actions_since(0.0)
+                   if a.kind.touches_fly]
         pages = [{"at_s": round(at - t0, 1), "channel": "simulate",
                   "severity": body.get("severity"), "status": body.get("status"),
                   "event": body.get("event"), "incident_id": body.get("incident_id"),
@@ -186,10 +201,11 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
 
 
 async def simulate(path: str | Path, *, time_scale: float = 60.0,
-                   config: str | Path | None = None) -> dict[str, Any]:
+                   config: str | Path | None = None,
+                   dry_run: bool | None = None) -> dict[str, Any]:
     """The ``simulate`` command: load the scenario, run it, return the report."""
     scenario = load_scenario(path)
-    return await run_scenario(scenario, ScaledClock(time_scale), config=config)
+    return await run_scenario(scenario, ScaledClock(time_scale), config=config, dry_run=dry_run)
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:
