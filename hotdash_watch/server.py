@@ -3,24 +3,36 @@
 Read: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/incidents``, ``/api/incidents/{id}``,
 ``/api/silences``, ``/api/pages``. Mutations (``POST /api/silences``,
 ``DELETE /api/silences/{id}``, ``POST /api/incidents/{id}/acknowledge``) need
-``Authorization: Bearer <server.api_token>``, compared in constant time; without a configured
-token they are refused.
+``Authorization: Bearer <server.api_token>``; without a configured token they are refused.
+``POST /hooks/alertmanager`` takes Alertmanager's webhook (bearer ``server.hooks_token``, else
+``server.api_token``) and turns firing alerts into classifier signals. ``/metrics`` needs
+``server.metrics_token`` when one is set. Tokens are compared in constant time; a refused
+request is logged with its path and reason, never with the header or the token.
 """
 
 from __future__ import annotations
 
+import hashlib
 import hmac
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, Literal
 
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from hotdash_watch.classify import Signal
+from hotdash_watch.config import describe_errors
 from hotdash_watch.incident_model import State, incident_as_dict
+from hotdash_watch.logs import scrubber, secret_values
 from hotdash_watch.pipeline import Pipeline
+from hotdash_watch.severity import Severity
 
-__all__ = ["make_app"]
+__all__ = ["APP_LABELS", "SEVERITY_LABELS", "HookOutcome", "alert_severity", "make_app"]
 
 log = structlog.get_logger("hotdash_watch.server")
 
@@ -33,6 +45,10 @@ def _error(status: int, message: str, **extra: Any) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
+    """Prometheus text format; behind ``server.metrics_token`` when one is set."""
+    token = request.app[PIPELINE].settings.server.metrics_token
+    if token is not None and (refused := _check_bearer(request, token)) is not None:
+        return refused
     body = generate_latest(request.app[PIPELINE].metrics.registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
@@ -91,19 +107,35 @@ async def get_incident(request: web.Request) -> web.Response:
     return web.json_response(incident_as_dict(inc))
 
 
+def _digest(value: str) -> bytes:
+    # Both sides hashed first: compare_digest then takes the same time whatever the lengths.
+    return hashlib.sha256(value.encode()).digest()
+
+
+def _check_bearer(request: web.Request, token: SecretStr) -> web.Response | None:
+    """None when ``Authorization: Bearer <token>`` matches; otherwise a 401 to send.
+
+    The refusal is logged with the path and why (missing, scheme, mismatch), never the header.
+    """
+    given = request.headers.get("Authorization")
+    scheme, _, value = (given or "").strip().partition(" ")
+    if hmac.compare_digest(_digest(value.strip()), _digest(token.get_secret_value())) \
+            and scheme.lower() == "bearer":
+        return None
+    why = "missing" if not given else "scheme" if scheme.lower() != "bearer" else "mismatch"
+    log.warning("request_unauthorized", method=request.method, path=request.path,
+                remote=request.remote, reason=why)
+    return web.json_response({"error": "missing or wrong bearer token"}, status=401,
+                             headers={"WWW-Authenticate": "Bearer"})
+
+
 def _authorized(request: web.Request) -> web.Response | None:
     """None when the bearer token matches; otherwise the refusal to send."""
     token = request.app[PIPELINE].settings.server.api_token
     if token is None:
         return _error(403, "mutations are disabled: set server.api_token "
                            "(HOTDASH_WATCH_SERVER__API_TOKEN) to enable them")
-    given = request.headers.get("Authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-            value.strip().encode(), token.get_secret_value().encode()):
-        return web.json_response({"error": "missing or wrong bearer token"}, status=401,
-                                 headers={"WWW-Authenticate": "Bearer"})
-    return None
+    return _check_bearer(request, token)
 
 
 async def _json_body(request: web.Request) -> dict[str, Any] | web.Response:
@@ -209,7 +241,174 @@ async def list_pages(request: web.Request) -> web.Response:
          "last_error": r.last_error, "subject": r.page.get("subject")} for r in rows]})
 
 
+# -- /hooks/alertmanager ---------------------------------------------------------------------
+
+APP_LABELS = ("target_app", "app", "fly_app")
+"""Labels naming the watched app, first present wins. ``target_app`` comes first: Fly's
+Prometheus overwrites ``app`` with the name of the app it scraped."""
+
+SEVERITY_LABELS: dict[str, Severity] = {
+    "sev-1": Severity.SEV1, "sev1": Severity.SEV1, "1": Severity.SEV1,
+    "critical": Severity.SEV1,
+    "sev-2": Severity.SEV2, "sev2": Severity.SEV2, "2": Severity.SEV2,
+    "warning": Severity.SEV2, "major": Severity.SEV2,
+    "sev-3": Severity.SEV3, "sev3": Severity.SEV3, "3": Severity.SEV3,
+    "info": Severity.SEV3, "minor": Severity.SEV3,
+}
+"""Values of an alert's ``severity`` label (compared without case) and the level they signal."""
+
+SUMMARY_MAX = 300
+
+
+def alert_severity(value: str | None) -> Severity | None:
+    """The runbook level a ``severity`` label value names, or None (see SEVERITY_LABELS)."""
+    return None if value is None else SEVERITY_LABELS.get(value.strip().lower())
+
+
+class HookOutcome(StrEnum):
+    """What became of one alert of a webhook."""
+
+    SIGNALLED = "signalled"  # firing: a signal to the classifier until resolved or expired
+    CLEARED = "cleared"  # resolved: its signal is withdrawn (if it was in force)
+    NO_APP_LABEL = "no_app_label"
+    APP_NOT_WATCHED = "app_not_watched"
+    NO_SEVERITY = "no_severity"
+    UNKNOWN_SEVERITY = "unknown_severity"
+
+
+class AlertmanagerAlert(BaseModel):
+    """One alert of Alertmanager's webhook (version 4). Unknown fields are allowed."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: AwareDatetime | None = None  # Alertmanager's field names, as sent
+    endsAt: AwareDatetime | None = None
+    fingerprint: str | None = Field(None, max_length=128)
+    generatorURL: str | None = None
+
+
+class _WebhookPayload(BaseModel):
+    """Alertmanager's webhook body: version "4", receiver, status, alerts, group labels..."""
+
+    model_config = ConfigDict(extra="allow")
+
+    version: Literal["4"] | None = None
+    receiver: str | None = None
+    status: Literal["firing", "resolved"] | None = None
+    alerts: list[AlertmanagerAlert]
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    """The decision about one alert, with its reason."""
+
+    outcome: HookOutcome
+    fingerprint: str
+    alertname: str | None
+    app: str | None = None
+    severity: Severity | None = None
+    reason: str = ""
+
+
+def _alert_key(alert: AlertmanagerAlert) -> str:
+    if alert.fingerprint:
+        return alert.fingerprint
+    labels = json.dumps(sorted(alert.labels.items()), separators=(",", ":"))
+    return hashlib.sha256(labels.encode()).hexdigest()[:16]
+
+
+def _summary(alert: AlertmanagerAlert) -> str:
+    name = alert.labels.get("alertname")
+    text = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+    text = " ".join(text.split())
+    summary = f"{name}: {text}" if name and text and text != name else (text or name or "alert")
+    return summary if len(summary) <= SUMMARY_MAX else summary[:SUMMARY_MAX - 1] + "…"
+
+
+def _until(alert: AlertmanagerAlert, now: float, ttl: float) -> float:
+    """When a firing alert's signal lapses unless re-sent: its endsAt if that is ahead (at most
+    ``ttl`` ahead); otherwise ``ttl`` from now. Alertmanager sends firing alerts without an
+    end (0001-01-01) and repeats them every repeat_interval while they fire."""
+    ends = alert.endsAt.timestamp() if alert.endsAt is not None else None
+    return min(ends, now + ttl) if ends is not None and ends > now else now + ttl
+
+
+def _apply_alert(pipeline: Pipeline, alert: AlertmanagerAlert, now: float, ttl: float) -> _Verdict:
+    fingerprint = _alert_key(alert)
+    key = f"alertmanager:{fingerprint}"
+    name = alert.labels.get("alertname")
+    app = next((alert.labels[k] for k in APP_LABELS if alert.labels.get(k)), None)
+    if app is None:
+        return _Verdict(HookOutcome.NO_APP_LABEL, fingerprint, name,
+                        reason=f"no {', '.join(APP_LABELS)} label names a watched app")
+    if app not in pipeline.apps:
+        return _Verdict(HookOutcome.APP_NOT_WATCHED, fingerprint, name, app,
+                        reason=f"app {app!r} is not watched "
+                               f"(watched: {', '.join(sorted(pipeline.apps))})")
+    if alert.status == "resolved":
+        pipeline.clear_signal(app, key)
+        return _Verdict(HookOutcome.CLEARED, fingerprint, name, app)
+    label = alert.labels.get("severity")
+    severity = alert_severity(label)
+    if severity is None:
+        code = HookOutcome.NO_SEVERITY if label is None else HookOutcome.UNKNOWN_SEVERITY
+        got = "no severity label" if label is None else f"severity {label!r} is not known"
+        return _Verdict(code, fingerprint, name, app,
+                        reason=f"{got}; use one of {', '.join(SEVERITY_LABELS)}")
+    until = _until(alert, now, ttl)
+    summary = _summary(alert)
+    pipeline.put_signal(app, key, Signal(severity, summary, "alertmanager"), until)
+    log.info("alert_signal_accepted", app=app, severity=severity.value, alertname=name,
+             fingerprint=fingerprint, summary=summary, in_force_s=round(until - now, 1))
+    return _Verdict(HookOutcome.SIGNALLED, fingerprint, name, app, severity)
+
+
+async def alertmanager_hook(request: web.Request) -> web.Response:
+    """Alertmanager's webhook (version 4): each firing alert naming a watched app (label
+    target_app, app or fly_app) and a severity becomes a classifier signal; a resolved alert
+    withdraws it. The whole body is checked before anything is applied."""
+    p = request.app[PIPELINE]
+    server = p.settings.server
+    token = server.hooks_token or server.api_token
+    if token is None:
+        return _error(403, "the Alertmanager hook is disabled: set server.hooks_token "
+                           "(HOTDASH_WATCH_SERVER__HOOKS_TOKEN) or server.api_token to enable it")
+    if (refused := _check_bearer(request, token)) is not None:
+        return refused
+    try:
+        raw = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        raw = None
+    if not isinstance(raw, dict):
+        return _error(400, "the body must be a JSON object: Alertmanager's webhook payload "
+                           '(version "4", with an alerts list)')
+    try:
+        payload = _WebhookPayload.model_validate(raw)
+    except ValidationError as e:
+        problems = describe_errors(e)[:10]
+        return _error(400, "invalid Alertmanager webhook payload: " + "; ".join(problems),
+                      problems=problems)
+    now = p.clock.timestamp()
+    verdicts = [_apply_alert(p, a, now, server.hook_signal_ttl_s) for a in payload.alerts]
+    accepted = sum(v.outcome is HookOutcome.SIGNALLED for v in verdicts)
+    cleared = sum(v.outcome is HookOutcome.CLEARED for v in verdicts)
+    ignored = [v for v in verdicts
+               if v.outcome not in (HookOutcome.SIGNALLED, HookOutcome.CLEARED)]
+    log.info("alertmanager_hook", receiver=payload.receiver, alerts=len(verdicts),
+             accepted=accepted, resolved=cleared,
+             ignored=sorted({v.outcome.value for v in ignored}))
+    return web.json_response({
+        "accepted": accepted, "resolved": cleared,
+        "ignored": [{"fingerprint": v.fingerprint, "alertname": v.alertname, "app": v.app,
+                     "code": v.outcome.value, "reason": v.reason} for v in ignored]})
+
+
 def make_app(pipeline: Pipeline) -> web.Application:
+    # The server's own tokens never reach a log line, whoever builds it.
+    scrubber.register(secret_values(pipeline.settings))
     app = web.Application()
     app[PIPELINE] = pipeline
     app[STARTED_AT] = pipeline.clock.timestamp()
@@ -223,4 +422,5 @@ def make_app(pipeline: Pipeline) -> web.Application:
     app.router.add_post("/api/silences", create_silence)
     app.router.add_delete("/api/silences/{id}", end_silence)
     app.router.add_get("/api/pages", list_pages)
+    app.router.add_post("/hooks/alertmanager", alertmanager_hook)
     return app
