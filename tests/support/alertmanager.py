@@ -22,12 +22,13 @@ receivers:
 
 
 @asynccontextmanager
-async def running_alertmanager(workdir: Path) -> AsyncIterator[str]:
-    """Start Alertmanager with an empty route; yield its base URL once it is ready."""
+async def running_alertmanager(workdir: Path, config: str = CONFIG) -> AsyncIterator[str]:
+    """Start Alertmanager with ``config`` (default: an empty route); yield its base URL once it
+    is ready."""
     binary = alertmanager_binary()
     port = free_port()
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up, tiny
-    (workdir / "am.yml").write_text(CONFIG)
+    (workdir / "am.yml").write_text(config)
     (workdir / "data").mkdir(exist_ok=True)
     log = (workdir / "alertmanager.log").open("w")
     proc = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
