@@ -1,5 +1,6 @@
-"""A real Prometheus scrapes the daemon: the target is up, and what Prometheus stored is exactly
-what the daemon's registry holds; promtool finds nothing to say about the exposition."""
+"""A real Prometheus scrapes the daemon: the target is up, what Prometheus stored is exactly what
+the daemon's registry holds, and the shipped alert rules evaluate on it; promtool finds nothing
+to say about the exposition."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.support.services import free_port
 from tests.support.target import LocalService
 
 STEP = 5.0
+ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 
 
@@ -94,7 +96,8 @@ class TestPrometheusScrape:
     ):
         """After an outage has opened a SEV-1 whose pages cannot be delivered, a real Prometheus
         scraping /metrics every second has the target up, and holds every hotdash_watch_*
-        series with exactly the value in the daemon's registry."""
+        series with exactly the value in the daemon's registry; deploy/prometheus/alerts.yml
+        evaluates without error and fires HotdashSev1Open for the app."""
         async with daemon(service.url, tmp_path, clock) as d:
             await tick(d, clock, 4)
             service.error_ratio = 1.0
@@ -107,7 +110,8 @@ class TestPrometheusScrape:
             await settle(d)
             expected = registry_series(d.metrics.registry)
 
-            async with running_prometheus(tmp_path / "prom", [f"127.0.0.1:{d.port}"]) as prom:
+            async with running_prometheus(tmp_path / "prom", [f"127.0.0.1:{d.port}"],
+                                          rule_files=[ALERTS]) as prom:
                 async def target_up():
                     found = [t for t in await prom.targets()
                              if t["labels"]["job"] == JOB and t["health"] == "up"]
@@ -122,6 +126,25 @@ class TestPrometheusScrape:
                 assert int(scraped["value"][1]) == len(expected)
 
                 stored = await stored_series(prom)
+
+                # The shipped alert rules evaluate without error on the live series, and the
+                # open SEV-1 fires HotdashSev1Open for the app.
+                async def evaluated():
+                    rules = [r for g in (await prom.api("rules"))["groups"] for r in g["rules"]]
+                    return rules if all(r["health"] != "unknown" for r in rules) else None
+
+                rules = await prom.wait_until(evaluated, "every rule evaluated")
+                assert {r["name"]: r["health"] for r in rules} == {
+                    r["name"]: "ok" for r in rules}, [r.get("lastError") for r in rules]
+
+                async def sev1_firing():
+                    return [a for a in (await prom.api("alerts"))["alerts"]
+                            if a["labels"]["alertname"] == "HotdashSev1Open"
+                            and a["state"] == "firing"] or None
+
+                [alert] = await prom.wait_until(sev1_firing, "HotdashSev1Open firing")
+                assert alert["labels"]["target_app"] == "svc"
+                assert alert["annotations"]["summary"] == "SEV-1 open on svc"
 
             # Nothing moved while Prometheus scraped: the comparison is against a fixed state.
             assert registry_series(d.metrics.registry) == expected
