@@ -32,7 +32,8 @@ from hotdash_watch.logs import scrubber, secret_values
 from hotdash_watch.pipeline import Pipeline
 from hotdash_watch.severity import Severity
 
-__all__ = ["APP_LABELS", "SEVERITY_LABELS", "HookOutcome", "alert_severity", "make_app"]
+__all__ = ["APP_LABELS", "OWN_ALERT_PREFIX", "SEVERITY_LABELS", "HookOutcome",
+           "alert_severity", "make_app"]
 
 log = structlog.get_logger("hotdash_watch.server")
 
@@ -257,6 +258,11 @@ SEVERITY_LABELS: dict[str, Severity] = {
 }
 """Values of an alert's ``severity`` label (compared without case) and the level they signal."""
 
+OWN_ALERT_PREFIX = "Hotdash"
+"""Alerts named ``Hotdash*`` are the watcher's own: its pages through an Alertmanager channel
+(``HotdashIncident``) and the rules of deploy/prometheus/alerts.yml. Taken back as signals they
+would hold the watcher's own incidents open (its SEV-1 page keeping its SEV-1 alive)."""
+
 SUMMARY_MAX = 300
 
 
@@ -270,6 +276,7 @@ class HookOutcome(StrEnum):
 
     SIGNALLED = "signalled"  # firing: a signal to the classifier until resolved or expired
     CLEARED = "cleared"  # resolved: its signal is withdrawn (if it was in force)
+    OWN_ALERT = "own_alert"
     NO_APP_LABEL = "no_app_label"
     APP_NOT_WATCHED = "app_not_watched"
     NO_SEVERITY = "no_severity"
@@ -341,6 +348,11 @@ def _apply_alert(pipeline: Pipeline, alert: AlertmanagerAlert, now: float, ttl: 
     key = f"alertmanager:{fingerprint}"
     name = alert.labels.get("alertname")
     app = next((alert.labels[k] for k in APP_LABELS if alert.labels.get(k)), None)
+    if name is not None and name.startswith(OWN_ALERT_PREFIX):
+        return _Verdict(HookOutcome.OWN_ALERT, fingerprint, name, app,
+                        reason=f"alerts named {OWN_ALERT_PREFIX}* come from hotdash-watch "
+                               "itself (its pages and rules); as signals they would hold its "
+                               "own incidents open")
     if app is None:
         return _Verdict(HookOutcome.NO_APP_LABEL, fingerprint, name,
                         reason=f"no {', '.join(APP_LABELS)} label names a watched app")

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
+from hotdash_watch.server import alert_severity
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings
 from tests.support.target import LocalService
@@ -86,6 +87,22 @@ async def post(d: Daemon, body: Any, token: str | None = TOKEN,
 def signals(d: Daemon) -> dict[str, Any]:
     assert d.pipeline is not None
     return d.pipeline.apps["svc"].signals
+
+
+class TestSeverityLabels:
+    @pytest.mark.parametrize(("label", "severity"), [
+        ("SEV-1", Severity.SEV1), ("sev1", Severity.SEV1), ("1", Severity.SEV1),
+        ("critical", Severity.SEV1), (" Critical ", Severity.SEV1),
+        ("SEV-2", Severity.SEV2), ("sev2", Severity.SEV2), ("2", Severity.SEV2),
+        ("warning", Severity.SEV2), ("major", Severity.SEV2),
+        ("SEV-3", Severity.SEV3), ("sev3", Severity.SEV3), ("3", Severity.SEV3),
+        ("info", Severity.SEV3), ("minor", Severity.SEV3),
+        ("urgent", None), ("", None), ("sev-4", None), (None, None),
+    ])
+    def test_table(self, label: str | None, severity: Severity | None):
+        """A severity label maps to the runbook level of the documented table, without regard
+        to case or surrounding spaces; anything else maps to nothing."""
+        assert alert_severity(label) is severity
 
 
 class TestAuth:
@@ -200,6 +217,19 @@ class TestIgnoredAlerts:
             assert ignored["oddsev"]["code"] == "unknown_severity"
             assert "'urgent'" in ignored["oddsev"]["reason"]
             assert list(signals(d)) == ["alertmanager:ok"]
+
+    async def test_the_watchers_own_alerts_are_ignored(self, service: LocalService,
+                                                       clock: ManualClock):
+        """The watcher's own pages (HotdashIncident) and rules (Hotdash*) coming back through
+        Alertmanager are ignored: its SEV-1 page must not keep its own SEV-1 open."""
+        async with daemon(service.url, clock, hooks_token=TOKEN) as d:
+            _, answer = await post(d, webhook(
+                alert(fingerprint="page", alertname="HotdashIncident", severity="SEV-1",
+                      incident_id="INC-20260301-120000"),
+                alert(fingerprint="rule", alertname="HotdashSev1Open")))
+            assert answer["accepted"] == 0
+            assert [i["code"] for i in answer["ignored"]] == ["own_alert", "own_alert"]
+            assert signals(d) == {}
 
     async def test_app_and_fly_app_labels_name_the_app(self, service: LocalService,
                                                        clock: ManualClock):
