@@ -4,13 +4,16 @@ and dashboard must only use series that exist."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch.metrics import Metrics
 from hotdash_watch.notify.outbox import NotifyMetrics
 
-__all__ = ["PROMETHEUS_SERIES", "exported", "metric_names"]
+__all__ = ["DASHBOARD", "PROMETHEUS_SERIES", "dashboard_panels", "dashboard_queries", "exported",
+           "metric_names", "substitute"]
 
 PROMETHEUS_SERIES = {"up", "scrape_duration_seconds", "scrape_samples_scraped"}
 """Series Prometheus makes itself for every target."""
@@ -61,3 +64,40 @@ def metric_names(expr: str) -> set[str]:
             continue
         names.add(word)
     return names
+
+
+# --- the Grafana dashboard ------------------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deploy" / "grafana" / "hotdash-watch.json"
+
+GRAFANA_VARIABLES = {"$target_app": ".+", "${target_app}": ".+", "$__rate_interval": "1m",
+                     "$__range": "6h", "$__interval": "1m"}
+"""Template variables, replaced as Grafana would (All = the variable's allValue)."""
+
+
+def substitute(expr: str) -> str:
+    for name in sorted(GRAFANA_VARIABLES, key=len, reverse=True):
+        expr = expr.replace(name, GRAFANA_VARIABLES[name])
+    return expr
+
+
+def dashboard_panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every panel, those nested in collapsed rows included."""
+    out = []
+    for panel in dashboard["panels"]:
+        out.append(panel)
+        out.extend(panel.get("panels", []))
+    return out
+
+
+def dashboard_queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
+    """(where, PromQL with the template variables substituted) of every panel target and
+    annotation query."""
+    out = []
+    for panel in dashboard_panels(dashboard):
+        for t in panel.get("targets", []):
+            out.append((f"{panel['title']} [{t['refId']}]", substitute(t["expr"])))
+    for a in dashboard["annotations"]["list"]:
+        if "expr" in a:
+            out.append((f"annotation {a['name']}", substitute(a["expr"])))
+    return out

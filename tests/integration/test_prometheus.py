@@ -1,9 +1,10 @@
 """A real Prometheus scrapes the daemon: the target is up, what Prometheus stored is exactly what
-the daemon's registry holds, and the shipped alert rules evaluate on it; promtool finds nothing
-to say about the exposition."""
+the daemon's registry holds, the shipped alert rules and dashboard queries evaluate on it;
+promtool finds nothing to say about the exposition."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -16,6 +17,7 @@ from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.metrics import ACTION_OUTCOMES, ACTIONS
 from hotdash_watch.severity import Severity
+from tests.deploy.promql import DASHBOARD, dashboard_queries
 from tests.support.factories import settings
 from tests.support.prometheus import JOB, Prometheus, promtool, running_prometheus
 from tests.support.services import free_port
@@ -97,7 +99,8 @@ class TestPrometheusScrape:
         """After an outage has opened a SEV-1 whose pages cannot be delivered, a real Prometheus
         scraping /metrics every second has the target up, and holds every hotdash_watch_*
         series with exactly the value in the daemon's registry; deploy/prometheus/alerts.yml
-        evaluates without error and fires HotdashSev1Open for the app."""
+        evaluates without error and fires HotdashSev1Open for the app; every query of the
+        Grafana dashboard runs, and its severity panel shows SEV-1."""
         async with daemon(service.url, tmp_path, clock) as d:
             await tick(d, clock, 4)
             service.error_ratio = 1.0
@@ -145,6 +148,15 @@ class TestPrometheusScrape:
                 [alert] = await prom.wait_until(sev1_firing, "HotdashSev1Open firing")
                 assert alert["labels"]["target_app"] == "svc"
                 assert alert["annotations"]["summary"] == "SEV-1 open on svc"
+
+                # Every query of the Grafana dashboard runs here; the severity panel says SEV-1.
+                dashboard = json.loads(DASHBOARD.read_text())
+                answers = {where: await prom.query(expr)
+                           for where, expr in dashboard_queries(dashboard)}
+                [severity] = answers["Current severity per app [A]"]
+                assert (severity["metric"], severity["value"][1]) == ({"target_app": "svc"}, "3")
+                [open_now] = answers["Open incidents [A]"]
+                assert open_now["value"][1] == "1"
 
             # Nothing moved while Prometheus scraped: the comparison is against a fixed state.
             assert registry_series(d.metrics.registry) == expected
