@@ -161,13 +161,17 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
                        dry_run: bool | None = None,
                        registry: CollectorRegistry | None = None,
                        workdir: Path | None = None,
-                       stop_at_s: float | None = None) -> dict[str, Any]:
-    """Run ``scenario`` to its end (or to ``stop_at_s``) on ``clock``; return the report."""
+                       stop_at_s: float | None = None,
+                       keep: list[Any] | None = None) -> dict[str, Any]:
+    """Run ``scenario`` to its end (or to ``stop_at_s``) on ``clock``; return the report.
+    ``keep`` (tests) receives the simulated world, to inspect after the run."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="hotdash-simulate-"))
     sim = SimServer(scenario, clock)
     receiver = PageReceiver(clock)
     await receiver.start()
     await sim.start()
+    if keep is not None:
+        keep.append(sim.world)
     t0 = clock.timestamp() - sim.world.t()
     daemon: Daemon | None = None
     try:

@@ -1,0 +1,233 @@
+"""Auto-mitigation end to end: the simulator and the daemon on one scaled clock (``simulate``).
+
+Each test reads as a timeline in scenario seconds: the fault fires at 120 s, the daemon detects
+it, plans, guards and acts on the simulated Fly, and the world's own truth (``World``) says what
+was changed. Timing targets (first action <= 10 s after detection, recovery <= 90 s / 180 s) are
+measured by ``bench/mttr.py``; these tests assert what was done, in what order, and how often.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from hotdash_watch.clock import ScaledClock
+from hotdash_watch.daemon import Daemon
+from hotdash_watch.sim.app import SimServer
+from hotdash_watch.sim.runner import PageReceiver, run_scenario, settings_for
+from hotdash_watch.sim.scenario import load_scenario
+from hotdash_watch.sim.world import World
+
+SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
+TIME_SCALE = 60
+MCP = "hotdash-llamaindex-mcp"
+AGENT = "hotdash-agent-service"
+
+
+async def _run(name: str, tmp_path: Path, *, stop_at_s: float, config: str | None = None,
+               dry_run: bool | None = None) -> tuple[dict[str, Any], World]:
+    keep: list[Any] = []
+    cfg = None
+    if config is not None:
+        cfg = tmp_path / "watch.toml"
+        cfg.write_text(config)
+    report = await run_scenario(load_scenario(SCENARIOS / f"{name}.toml"),
+                                ScaledClock(TIME_SCALE), registry=CollectorRegistry(),
+                                workdir=tmp_path, stop_at_s=stop_at_s, keep=keep, config=cfg,
+                                dry_run=dry_run)
+    return report, keep[0]
+
+
+def _calls(world: World, app: str) -> Counter[tuple[str, str]]:
+    """(call, machine) -> how many times the simulator received that mutation for ``app``."""
+    return Counter((m["call"], m["machine"]) for m in world.mutations
+                   if m["app"] == app and m["call"] in ("start", "restart", "stop", "update"))
+
+
+def _acted(report: dict[str, Any], *outcomes: str) -> list[dict[str, Any]]:
+    return [a for a in report["actions"] if not outcomes or a["outcome"] in outcomes]
+
+
+MEMORY_ALLOWED = """
+[mitigation]
+allowed_actions = ["restart", "start", "rollback", "raise_memory", "scale_out"]
+"""
+
+
+class TestRunbookScenarios:
+    async def test_all_machines_down_is_resolved_by_starts(self, tmp_path: Path):
+        """Three crashed machines are started one at a time, each once, and the world heals;
+        nothing is restarted, nothing rolled back, the other app is never touched."""
+        report, world = await _run("all-machines-down", tmp_path, stop_at_s=420)
+        actions = _acted(report)
+        assert [a["kind"] for a in actions] == ["start", "start", "start"], actions
+        assert all(a["outcome"] == "ok" for a in actions), actions
+        assert len({a["target"] for a in actions}) == 3
+        assert [a["at_s"] for a in actions] == sorted(a["at_s"] for a in actions)
+        for a, b in itertools.pairwise(actions):
+            assert a["ended_at_s"] <= b["at_s"], "one action at a time per app"
+        calls = _calls(world, MCP)
+        assert set(calls) == {("start", a["target"]) for a in actions}
+        assert all(n == 1 for n in calls.values()), calls
+        assert _calls(world, AGENT) == Counter()
+        assert world.recovered_at_s is not None
+        inc = report["incidents"][0]
+        assert [e["event"] for e in inc["timeline"]][:2] == ["opened", "mitigating"]
+
+    async def test_bad_release_is_rolled_back_exactly_once(self, tmp_path: Path):
+        """A release failing 80 % of requests is rolled back once, machine by machine, to the
+        image the watcher saw healthy; no machine is restarted and none updated twice."""
+        report, world = await _run("bad-release", tmp_path, stop_at_s=420)
+        rollbacks = [a for a in _acted(report) if a["kind"] == "rollback"]
+        assert len(rollbacks) == 1 and rollbacks[0]["outcome"] == "ok", report["actions"]
+        assert not [a for a in _acted(report, "ok", "failed", "started")
+                    if a["kind"] in ("start", "restart")]
+        calls = _calls(world, AGENT)
+        updates = {m for (call, m) in calls if call == "update"}
+        assert len(updates) == 3 and all(calls[("update", m)] == 1 for m in updates), calls
+        assert not [c for c in calls if c[0] == "restart"]
+        app = world.apps[AGENT]
+        good = sorted(app.releases, key=lambda r: r.version)[-2].image
+        assert {m.image for m in app.machines} == {good}
+        assert "config and secrets" in rollbacks[0]["reason"]
+        assert world.recovered_at_s is not None
+
+    async def test_oom_kills_are_resolved_by_a_memory_raise(self, tmp_path: Path):
+        """With raise_memory allowed, the OOM-ing machines get 1024 MB, each once; the page and
+        the timeline say the raise lasts until the next deploy."""
+        report, world = await _run("oom-kills", tmp_path, stop_at_s=420, config=MEMORY_ALLOWED)
+        raises = [a for a in _acted(report, "ok") if a["kind"] == "raise_memory"]
+        assert len(raises) == 2 and len({a["target"] for a in raises}) == 2, report["actions"]
+        assert not [a for a in _acted(report) if a["kind"] in ("start", "restart")]
+        memory = {m.id: m.memory_mb for m in world.apps[MCP].machines}
+        assert all(memory[a["target"]] == 1024 for a in raises), memory
+        assert world.recovered_at_s is not None
+        notes = [r for i in report["incidents"] for e in i["timeline"] for r in e["reasons"]]
+        assert any("[[vm]]" in n and "next deploy" in n for n in notes)
+
+    async def test_memory_raise_is_vetoed_and_paged_by_default(self, tmp_path: Path):
+        """At the default authority (restart, start, rollback) the memory raise is not done:
+        it is recorded as vetoed with the setting to change, and paged."""
+        report, world = await _run("oom-kills", tmp_path, stop_at_s=240)
+        vetoed = _acted(report, "vetoed")
+        assert vetoed and {a["kind"] for a in vetoed} == {"raise_memory"}
+        assert all(a["guard"] == "allowed_actions" for a in vetoed)
+        assert _calls(world, MCP) == Counter()
+        assert any(p["event"] == "vetoed" for p in report["pages"])
+
+    async def test_dependency_down_is_paged_never_restarted(self, tmp_path: Path):
+        """Logs that name the database and the model API: paged, and no machine is started,
+        restarted or updated although the app is down."""
+        report, world = await _run("dependency-down", tmp_path, stop_at_s=420)
+        assert _acted(report, "ok", "failed", "started", "dry_run") == []
+        assert _calls(world, AGENT) == Counter()
+        notes = [r for i in report["incidents"] for e in i["timeline"] for r in e["reasons"]]
+        assert any("dependency" in n and "not restarted" in n for n in notes), notes
+        assert any(p["event"] == "action" for p in report["pages"])
+
+    async def test_crash_loop_stops_at_the_restart_budget_and_pages(self, tmp_path: Path):
+        """A machine that crashes on every start has been restarted by Fly's supervisor past the
+        budget: the start is vetoed with both counts, paged, and never sent."""
+        report, world = await _run("crash-loop", tmp_path, stop_at_s=360)
+        vetoed = _acted(report, "vetoed")
+        assert vetoed and vetoed[0]["guard"] == "restart_budget_machine", report["actions"]
+        assert "by Fly's supervisor" in vetoed[0]["reason"]
+        assert _acted(report, "ok", "failed", "started") == []
+        assert _calls(world, MCP) == Counter()
+        assert [p for p in report["pages"] if p["event"] == "vetoed"]
+
+    async def test_dry_run_changes_nothing(self, tmp_path: Path):
+        """Dry-run plans and records "would have done" (three starts), and the simulator
+        receives no mutation at all."""
+        report, world = await _run("all-machines-down", tmp_path, stop_at_s=260, dry_run=True)
+        would = _acted(report, "dry_run")
+        assert [a["kind"] for a in would] == ["start", "start", "start"], report["actions"]
+        assert world.mutations == []
+        assert world.recovered_at_s is None
+
+
+class TestNoFalseMitigation:
+    @pytest.mark.parametrize("name", ["no-fault", "flapping", "watcher-partition"])
+    async def test_zero_actions(self, name: str, tmp_path: Path):
+        """No fault, a flapping check and a watcher cut off from the service: no action, not
+        even a vetoed one, and the simulator receives no mutation."""
+        report, world = await _run(name, tmp_path, stop_at_s=600)
+        assert report["actions"] == []
+        assert world.mutations == []
+
+
+class TestRestartMidRollback:
+    async def test_finishes_the_rollback_without_repeating_anything(self, tmp_path: Path):
+        """The watcher is stopped while rolling back (one machine done), then started again on
+        the same store: it carries the rollback on; every machine is updated exactly once."""
+        scenario = load_scenario(SCENARIOS / "bad-release.toml")
+        clock = ScaledClock(TIME_SCALE)
+        sim = SimServer(scenario, clock)
+        receiver = PageReceiver(clock)
+        await receiver.start()
+        await sim.start()
+        world = sim.world
+        settings = settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url)
+        first = Daemon(settings, clock, CollectorRegistry())
+        second: Daemon | None = None
+        try:
+            await first.start()
+
+            def updates() -> Counter[str]:
+                return Counter(m["machine"] for m in world.mutations
+                               if m["app"] == AGENT and m["call"] == "update")
+
+            async def until(cond: Any, limit_s: float) -> None:
+                deadline = world.t() + limit_s
+                for _ in range(100_000):  # bounded by the scenario clock below
+                    if cond() or world.t() >= deadline:
+                        break
+                    await asyncio.sleep(0.02)
+                assert cond(), f"not reached by {world.t():.0f} s: {world.mutations}"
+
+            await until(lambda: len(updates()) >= 1, 400)
+            # Killed mid-rollback: no more passes, the action task dies where it is (its record
+            # stays "started"), then the rest shuts down.
+            assert first.scheduler is not None and first.pipeline is not None
+            await first.scheduler.stop(0)
+            task = first.pipeline.mitigator.tasks[AGENT]
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await first.stop()
+            assert len(updates()) < 3
+            stored = await _unfinished(settings.store_url)
+            assert [a.kind.value for a in stored] == ["rollback"]
+
+            second = Daemon(settings, clock, CollectorRegistry())
+            await second.start()
+            await until(lambda: len(updates()) == 3 and world.recovered_at_s is not None, 400)
+            assert all(n == 1 for n in updates().values()), updates()
+            assert not [m for m in world.mutations if m["call"] in ("restart", "start")
+                        and m["app"] == AGENT]
+            assert second.store is not None
+            rows = []
+            for _ in range(200):  # the action's end is written just after the last machine
+                rows = await second.store.actions_since(0.0, app=AGENT)
+                if rows and rows[0].outcome.value != "started":
+                    break
+                await asyncio.sleep(0.02)
+            rollbacks = [a for a in rows if a.kind.value == "rollback"]
+            assert len(rollbacks) == 1 and rollbacks[0].outcome.value == "ok", rows
+        finally:
+            if second is not None:
+                await second.stop()
+            await sim.stop()
+            await receiver.stop()
+
+
+async def _unfinished(url: str) -> list[Any]:
+    from hotdash_watch.records.store import Store
+
+    async with await Store.open(url) as store:
+        return await store.unfinished_actions()
