@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/machines_probe.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/outbox.py
+
+docs: $(STAMP)
+	$(BIN)/python -m hotdash_watch.settings_doc --write README.md
 
 clean:
 	rm -rf $(VENV) .pytest_cache

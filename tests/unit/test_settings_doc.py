@@ -1,0 +1,132 @@
+"""The settings reference is generated from the settings model, and README.md carries the
+current one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from hotdash_watch.config import Settings, load_settings
+from hotdash_watch.settings_doc import (
+    BEGIN,
+    END,
+    current_block,
+    main,
+    render,
+    replace_block,
+    tables,
+)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
+    """Every setting's TOML key, walked independently of the generator."""
+    out: set[str] = set()
+    for name, field in model.model_fields.items():
+        ann = field.annotation
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            out |= leaf_keys(ann, f"{prefix}{name}.")
+            continue
+        out.add(prefix + name)
+        (item,) = getattr(ann, "__args__", (None,))[:1] or (None,)
+        if isinstance(item, type) and issubclass(item, BaseModel):
+            out |= leaf_keys(item, f"{prefix}{name}[].")
+    return out
+
+
+def rows() -> dict[str, object]:
+    return {r.key: r for t in tables() for r in t.rows}
+
+
+class TestReadme:
+    def test_readme_block_is_current(self):
+        """README.md's settings reference equals what the settings model generates now."""
+        block = current_block(README.read_text(encoding="utf-8"))
+        assert block is not None, f"README.md lost its {BEGIN} ... {END} markers"
+        assert block == render(), (
+            "README.md's settings reference differs from hotdash_watch/config.py: run "
+            "`make docs` (or .venv/bin/python -m hotdash_watch.settings_doc --write) and "
+            "commit README.md")
+
+
+class TestTables:
+    def test_every_setting_has_a_row(self):
+        """Every key of the model, in nested sections and in list items, has exactly one row,
+        and there is no row for a key the model lacks."""
+        keys = [r.key for t in tables() for r in t.rows]
+        assert len(keys) == len(set(keys))
+        assert set(keys) == leaf_keys(Settings)
+
+    def test_sections_and_list_items_are_tables(self):
+        """Top-level keys come first; each section and each list of tables has its own."""
+        titles = [t.title for t in tables()]
+        assert titles[0] == "Top level"
+        for title in ("[server]", "[thresholds]", "[fly]", "[notify]", "[mitigation]",
+                      "[[apps]]", "[[notify.channels]]"):
+            assert title in titles
+
+    def test_secrets_say_secret(self):
+        """A SecretStr setting is typed "secret" and never shows a value."""
+        r = rows()
+        for key in ("server.api_token", "server.hooks_token", "server.metrics_token",
+                    "fly.api_token", "notify.channels[].url", "notify.channels[].routing_key"):
+            assert r[key].type == "secret", key
+            assert r[key].default == "unset", key
+
+    def test_rows_carry_type_default_and_meaning(self):
+        """A row shows the type with its limits, the default as TOML, and the description."""
+        r = rows()["thresholds.sev1_error_ratio"]
+        assert (r.type, r.default) == ("number, > 0, ≤ 1", "`0.5`")
+        assert r.meaning == "SEV-1 above this error ratio"
+        assert rows()["apps[].name"].default == "required"
+        assert rows()["dry_run"].default == "`false`"
+
+    def test_field_without_description_has_empty_meaning(self):
+        """A field without a description renders an empty meaning, not a made-up one."""
+        assert rows()["log.level"].meaning == ""
+
+    @pytest.mark.parametrize(("key", "value", "read"), [
+        ("dry_run", "true", lambda s: s.dry_run is True),
+        ("server.port", "9999", lambda s: s.server.port == 9999),
+        ("server.hooks_token", "tok-from-env", lambda s:
+            s.server.hooks_token.get_secret_value() == "tok-from-env"),
+        ("mitigation.cooldown_s", "5", lambda s: s.mitigation.cooldown_s == 5),
+        ("mitigation.allowed_actions", '["restart"]',
+         lambda s: s.mitigation.allowed_actions == ["restart"]),
+        ("apps", '[{"name": "a", "health_url": "http://a.internal/health"}]',
+         lambda s: [a.name for a in s.apps] == ["a"]),
+    ])
+    def test_environment_names_are_the_ones_read(self, monkeypatch: pytest.MonkeyPatch,
+                                                 key: str, value: str, read):
+        """The environment variable a row names is the one the settings actually read."""
+        env = rows()[key].env.strip("`")
+        monkeypatch.setenv(env, value)
+        assert read(load_settings(None))
+
+
+class TestWriting:
+    def test_replace_block_is_idempotent(self):
+        """Replacing the block keeps the text around it, and doing it twice changes nothing."""
+        text = f"# top\n\n{BEGIN}\nold\n{END}\n\nbottom\n"
+        once = replace_block(text, render())
+        assert once.startswith("# top\n\n") and once.endswith("\n\nbottom\n")
+        assert replace_block(once, render()) == once
+
+    def test_replace_block_needs_markers(self):
+        """A file without the markers is refused, not appended to."""
+        with pytest.raises(ValueError, match="settings:begin"):
+            replace_block("no markers", render())
+
+    def test_check_and_write(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+        """--check exits 1 on a stale block and says to run make docs; --write mends it."""
+        doc = tmp_path / "README.md"
+        doc.write_text(f"intro\n{BEGIN}\nstale\n{END}\n")
+        assert main(["--check", str(doc)]) == 1
+        assert "make docs" in capsys.readouterr().err
+        assert main(["--write", str(doc)]) == 0
+        assert main(["--check", str(doc)]) == 0
+        assert doc.read_text().startswith("intro\n" + BEGIN)
+        assert main(["--check", str(tmp_path / "missing.md")]) == 2
