@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/machines_probe.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/outbox.py
+	$(BIN)/python bench/mttr.py
 
 docs: $(STAMP)
 	$(BIN)/python -m hotdash_watch.settings_doc --write README.md

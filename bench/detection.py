@@ -1,6 +1,6 @@
 """Detection latency over the runbook scenarios, in scenario seconds, at the default settings.
 
-Runs every scenario of config/scenarios through the simulator and the daemon (dry-run) and
+Runs every scenario of config/scenarios through the simulator and the daemon (mitigating) and
 prints, per scenario: incidents, worst severity, detection latency after the first fault.
 Targets: SEV-1 "all machines down" within 2 probe intervals + 1 evaluation of the fault (15 s
 at the defaults); every fault scenario detected; no-fault and flapping produce nothing.

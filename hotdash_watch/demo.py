@@ -2,10 +2,11 @@
 
 No credentials, no network: the simulator plays Fly (Machines API, releases, logs, edge metrics,
 the apps' public URLs) for the runbook's two apps, on a clock running ``time_scale`` times faster
-than real time. One minute in, most requests to ``hotdash-llamaindex-mcp`` start failing and its
-machines' own checks go critical; three minutes later the fault ends. The daemon detects it,
-grades it, opens the incident, verifies the recovery through the runbook's 10-minute
-stabilization and resolves it, and the demo prints the timeline.
+than real time. One minute in, both machines of ``hotdash-llamaindex-mcp`` crash and stay
+stopped (autostart is off, as for an always-on service). The daemon detects the SEV-1 from the
+Machines API, pages, starts the machines one at a time under their leases (for real, in the
+simulator), verifies the recovery through the runbook's 10-minute stabilization, resolves the
+incident, and the demo prints the timeline.
 """
 
 from __future__ import annotations
@@ -30,19 +31,21 @@ __all__ = ["DEMO_SCENARIO", "demo_scenario", "run_demo"]
 DEMO_SCENARIO = """
 name = "demo"
 duration_s = 86400
+
 [[apps]]
 name = "hotdash-llamaindex-mcp"
 machines = 2
+autostart = false
+
 [[apps]]
 name = "hotdash-agent-service"
 machines = 2
+
 [[faults]]
 at_s = 60
-kind = "errors"
+kind = "crash"
 app = "hotdash-llamaindex-mcp"
 machines = "all"
-rate = 0.9
-until_s = 240
 """
 
 
@@ -101,7 +104,7 @@ async def run_demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: b
     workdir = Path(tempfile.mkdtemp(prefix="hotdash-watch-demo-"))
     receiver = PageReceiver(clock)
     await receiver.start()
-    settings = settings_for(scenario, sim, workdir=workdir, dry_run=True, port=port,
+    settings = settings_for(scenario, sim, workdir=workdir, dry_run=False, port=port,
                             page_url=receiver.url)
     daemon = Daemon(settings, clock, CollectorRegistry())
     stop = asyncio.Event()

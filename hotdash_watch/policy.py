@@ -358,6 +358,8 @@ def plan(s: Situation, settings: MitigationSettings, recent_release_s: float) ->
                            "auto-scaling misbehaving: recorded (SEV-3); check fly.toml "
                            "auto_stop_machines / auto_start_machines and redeploy"))
 
-    if s.severity is Severity.SEV1 and not any(st.kind.touches_fly for st in steps):
-        steps += _last_resort(s, settings)
+    worked = any(a.kind.touches_fly and a.outcome is Outcome.OK for a in s.history)
+    if (s.severity is Severity.SEV1 and not any(st.kind.touches_fly for st in steps)
+            and not worked and not s.settling(settings.recovery_check_s)):
+        steps += _last_resort(s, settings)  # nothing left to try, nothing has helped
     return Plan(tuple(steps))
