@@ -144,7 +144,8 @@ def cooldown(step: Step, ctx: GuardContext) -> Verdict:
     if not step.kind.touches_fly:
         return ALLOW
     window = ctx.settings.cooldown_s
-    same = [a for a in ctx.app_history if a.target == step.target and a.outcome in _TOOK_EFFECT]
+    same = [a for a in ctx.app_history if a.target == step.target and a.kind.touches_fly
+            and a.outcome in _TOOK_EFFECT]
     if not same:
         return ALLOW
     last = max(a.ended_at or a.at for a in same)
@@ -195,7 +196,7 @@ def blast_radius(step: Step, ctx: GuardContext) -> Verdict:
     m = ctx.machine(step.target)
     if m is None or not m.healthy:
         return ALLOW  # it serves nothing now: acting on it costs no capacity
-    serving = [x for x in ctx.machines if not x.standby]
+    serving = [x for x in ctx.machines if not x.standby and not x.idle]  # idle: by design
     healthy = sum(1 for x in serving if x.healthy)
     if healthy - 1 < 1:
         return Verdict(Decision.VETO, GuardName.LAST_HEALTHY,

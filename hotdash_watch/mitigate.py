@@ -397,9 +397,9 @@ class Mitigator:
                             action=rec.kind.value, target=rec.target,
                             outcome=result.outcome.value, text=result.text,
                             took_s=round(now - rec.at, 1))
-        if rec.incident_id is not None:
-            await self.pipeline.record_action(rec.app, rec.incident_id, done, now,
-                                              page="action")
+        if rec.incident_id is not None:  # a deferral is timeline and log, not a page
+            page = None if result.outcome is Outcome.DEFERRED else "action"
+            await self.pipeline.record_action(rec.app, rec.incident_id, done, now, page=page)
         await self.pipeline.refresh_machines(rec.app)
 
     # -- escalation ----------------------------------------------------------------------------

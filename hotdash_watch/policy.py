@@ -307,35 +307,39 @@ def plan(s: Situation, settings: MitigationSettings, recent_release_s: float) ->
     unhealthy = [m for m in serving if m.down and m.state == "started" and m.id not in skip]
     crashed = _crashed_again(s)
 
-    if stopped and crashed and recent and not rolled_back:
+    if stopped and crashed and recent and not rolled_back and s.rollback_to is not None:
         # Restarting a bad release only crashes it again: the release is the suspect.
         steps.append(_rollback(s, Why.CRASHED_AFTER_RELEASE,
                                f"{', '.join(crashed)} crashed again after a restart, "
                                "soon after a release"))
         return Plan(tuple(steps))
+    if stopped and crashed and recent and not rolled_back:
+        steps.append(_rollback(s, Why.CRASHED_AFTER_RELEASE,
+                               f"{', '.join(crashed)} crashed again after a restart, "
+                               "soon after a release"))  # vetoed and paged: no target known
     if stopped:
         if crashed:
+            why = ("the recent release is the suspect, but no earlier release is known healthy"
+                   if recent else "no recent release explains it")
             steps.append(_page(s, Why.RESTARTS_DO_NOT_HOLD,
-                               f"{', '.join(crashed)} crashed again after a restart and no "
-                               "recent release explains it: restarts do not hold; a person "
-                               "is needed"))
+                               f"{', '.join(crashed)} crashed again after a restart and {why}: "
+                               "restarts do not hold; a person is needed"))
         order = sorted(stopped, key=lambda m: (m.id in crashed, m.id))
         steps += [_restart_step(m, Why.MACHINE_DOWN, f"{m.state}, should be serving")
                   for m in order]
 
+    no_safe = False
     if unhealthy or (reasons & _ERRORS and not stopped):
         if recent and not rolled_back and s.current is not None:
             what = "errors began" if reasons & _ERRORS else "machines fail their checks"
             steps.append(_rollback(s, Why.ERRORS_AFTER_RELEASE,
                                    f"{what} soon after release v{s.current.version}"))
-            return Plan(tuple(steps))
+            if s.rollback_to is not None:
+                return Plan(tuple(steps))
+            # No release known healthy: the rollback is vetoed (and paged); restarts follow.
         steps += [_restart_step(m, Why.CHECKS_FAILING, "its own checks fail")
                   for m in unhealthy]
-        if not unhealthy and not stopped and not s.settling(settings.recovery_check_s):
-            steps.append(_page(s, Why.NO_SAFE_ACTION,
-                               "errors while every machine passes its own checks and no "
-                               "recent release explains them: restarting healthy machines is "
-                               "not a safe first step; a person is needed"))
+        no_safe = not unhealthy and not stopped and not s.settling(settings.recovery_check_s)
 
     if reasons & _LATENCY and not (stopped or unhealthy):
         spare = [m for m in serving if m.state in STOPPED and not m.down]
@@ -344,7 +348,12 @@ def plan(s: Situation, settings: MitigationSettings, recent_release_s: float) ->
             steps.append(Step(ActionKind.SCALE_OUT, m.id, Why.LATENCY_SCALE_OUT,
                               f"start spare machine {m.id} for capacity (high latency)"))
         else:
-            started = [m for m in serving if m.state == "started"]
+            # Once per machine and incident (and never twice in one plan): a raise that did not
+            # cure the latency is no reason for another.
+            raised = {a.target for a in _tried(s.history, ActionKind.RAISE_MEMORY)}
+            planned = {st.target for st in steps if st.kind is ActionKind.RAISE_MEMORY}
+            started = [m for m in serving if m.state == "started" and m.id not in skip
+                       and m.id not in raised and m.id not in planned]
             steps += _memory_steps(s, started, Why.LATENCY_MEMORY, "high latency", settings)
 
     if Reason.AUTOSCALING in reasons:
@@ -358,6 +367,11 @@ def plan(s: Situation, settings: MitigationSettings, recent_release_s: float) ->
                            "auto-scaling misbehaving: recorded (SEV-3); check fly.toml "
                            "auto_stop_machines / auto_start_machines and redeploy"))
 
+    if no_safe and not any(st.kind.touches_fly for st in steps):
+        steps.append(_page(s, Why.NO_SAFE_ACTION,
+                           "errors while every machine passes its own checks and no recent "
+                           "release explains them: restarting healthy machines is not a safe "
+                           "first step; a person is needed"))
     worked = any(a.kind.touches_fly and a.outcome is Outcome.OK for a in s.history)
     if (s.severity is Severity.SEV1 and not any(st.kind.touches_fly for st in steps)
             and not worked and not s.settling(settings.recovery_check_s)):

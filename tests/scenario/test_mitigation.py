@@ -152,6 +152,37 @@ class TestRunbookScenarios:
         assert world.recovered_at_s is None
 
 
+class TestLeaseHeldElsewhere:
+    async def test_a_deploy_holding_the_leases_is_waited_for_not_fought(self, tmp_path: Path):
+        """While someone else (a deploy) holds every machine's lease, the start is deferred and
+        recorded; the lease is never cleared; once it expires the machines are started."""
+        keep: list[Any] = []
+        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
+
+        async def deploy_holds_leases() -> None:
+            for _ in range(100_000):
+                if keep and keep[0].t() >= 121:
+                    break
+                await asyncio.sleep(0.01)
+            world = keep[0]
+            for m in world.apps[MCP].machines:
+                world.hold_lease(MCP, m.id, owner="deploy@ci", ttl_s=60)
+
+        holder = asyncio.create_task(deploy_holds_leases())
+        report = await run_scenario(scenario, ScaledClock(TIME_SCALE),
+                                    registry=CollectorRegistry(), workdir=tmp_path,
+                                    stop_at_s=400, keep=keep)
+        await holder
+        world = keep[0]
+        deferred = _acted(report, "deferred")
+        assert deferred and deferred[0]["kind"] == "start", report["actions"]
+        assert deferred[0]["at_s"] < 181
+        started = [a for a in _acted(report, "ok") if a["kind"] == "start"]
+        assert len(started) == 3 and all(a["at_s"] >= 181 for a in started), report["actions"]
+        assert not [m for m in world.mutations if m["call"] == "release_lease"
+                    and m["status"] != 200]
+
+
 class TestNoFalseMitigation:
     @pytest.mark.parametrize("name", ["no-fault", "flapping", "watcher-partition"])
     async def test_zero_actions(self, name: str, tmp_path: Path):

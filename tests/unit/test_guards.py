@@ -198,8 +198,6 @@ class TestCooldown:
              record(K.PAGE, "m1", ago_s=1.0, took_s=0.0))
         assert cooldown(step(kind), context(app_history=h, settings=cfg)).allowed
 
-    @pytest.mark.xfail(strict=True, reason="guards.py cooldown: a PAGE record (target = the app, "
-                       "outcome ok) counts as an action on the app and defers a rollback")
     def test_a_page_is_not_an_action_on_the_app(self):
         """A page recorded on the app a moment ago does not put the app's rollback in
         cooldown."""
