@@ -20,7 +20,7 @@ __all__ = ["ACTIONS", "ACTION_OUTCOMES", "Metrics"]
 
 #: Action kinds and outcomes: the bounded label values of ``hotdash_watch_actions_total``.
 ACTIONS = ("restart", "start", "rollback", "raise_memory", "scale_out", "stop")
-ACTION_OUTCOMES = ("ok", "failed", "vetoed", "dry_run")
+ACTION_OUTCOMES = ("ok", "failed", "vetoed", "dry_run", "deferred")
 
 _PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 
@@ -109,7 +109,8 @@ class Metrics:
         )
         self.actions = Counter(
             "hotdash_watch_actions_total",
-            "Mitigation actions by kind and outcome (ok, failed, vetoed, dry_run).",
+            "Mitigation actions by kind and outcome (ok, failed, vetoed, dry_run, deferred: "
+            "someone else held the machine's lease).",
             ["target_app", "action", "outcome"], registry=registry,
         )
         self.action_in_progress = Gauge(

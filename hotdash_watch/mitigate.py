@@ -386,8 +386,7 @@ class Mitigator:
             log.error("action_end_not_recorded", app=rec.app, error=type(e).__name__,
                       detail=str(e))
         self.metrics.action_in_progress.labels(rec.app).set(0)
-        label = result.outcome.value if result.outcome is not Outcome.DEFERRED else "failed"
-        self.metrics.actions.labels(rec.app, rec.kind.value, label).inc()
+        self.metrics.actions.labels(rec.app, rec.kind.value, result.outcome.value).inc()
         if result.outcome is Outcome.DEFERRED:
             self._backoff[rec.app] = now + self.cfg.lease_backoff_s
         elif rec.incident_id is not None:
