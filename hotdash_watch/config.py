@@ -415,6 +415,14 @@ class ServerSettings(_Section):
         None, description="when set, /metrics requires Authorization: Bearer <token>; unset: "
         "open (Fly's managed Prometheus scrapes without credentials)")
 
+    @field_validator("api_token", "hooks_token", "metrics_token")
+    @classmethod
+    def _not_empty(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty token would match an empty "Authorization: Bearer" header.
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("must not be empty; leave it unset instead")
+        return value
+
 
 class LogSettings(_Section):
     format: Literal["auto", "json", "console"] = Field(

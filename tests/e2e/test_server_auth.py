@@ -12,6 +12,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
+from hotdash_watch.config import ConfigError
 from hotdash_watch.daemon import Daemon
 from tests.support.factories import settings
 from tests.support.target import LocalService
@@ -76,6 +77,23 @@ class TestApiToken:
                                        bearer("anything-at-all"), MUTATIONS[0][2])
         assert status == 403
         assert "HOTDASH_WATCH_SERVER__API_TOKEN" in text
+
+    @pytest.mark.parametrize("field", ["api_token", "hooks_token", "metrics_token"])
+    def test_empty_tokens_are_refused_by_the_configuration(self, field: str):
+        """An empty token (which an empty "Bearer" header would match) is a configuration
+        error that names the field, not an open door."""
+        with pytest.raises(ConfigError) as info:
+            settings(server={field: "  "})
+        assert f"server.{field}: must not be empty" in str(info.value)
+
+    async def test_bearer_without_a_value_is_refused(self, service: LocalService,
+                                                     clock: ManualClock):
+        """An Authorization header with the scheme and nothing after it is a 401."""
+        async with daemon(service.url, clock, api_token=API_TOKEN) as d:
+            for header in ("Bearer", "Bearer ", "bearer  "):
+                status, _ = await fetch("POST", f"{d.url}/api/silences",
+                                        {"Authorization": header}, MUTATIONS[0][2])
+                assert status == 401, header
 
     async def test_reads_stay_open(self, service: LocalService, clock: ManualClock):
         """Reading incidents, silences and pages needs no token."""
