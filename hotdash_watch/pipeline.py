@@ -460,6 +460,7 @@ class Pipeline:
                 detail["starting"] = rec.kind.value
             else:
                 detail["action"] = rec.kind.value
+                detail["started_at"] = rec.at
             event = Event.NOTE
             if rec.outcome is Outcome.STARTED and inc.state is State.INVESTIGATING:
                 inc = dataclasses.replace(inc, state=State.MITIGATING, updated_at=now)

@@ -175,13 +175,16 @@ def as_pages(items: Iterable[Any]) -> list[PageRecord]:
 
 
 def actions_in_timeline(incident: Incident) -> list[ActionRecord]:
-    """Actions the timeline itself records: entries whose ``detail`` names an ``action``."""
+    """Actions the timeline itself records: entries whose ``detail`` names an ``action``, at
+    the time the action started (``detail.started_at``) when the entry records its end."""
     found = []
     for e in incident.timeline:
         kind = e.detail.get("action") if isinstance(e.detail, Mapping) else None
         if isinstance(kind, str) and kind:
+            started = e.detail.get("started_at")
             found.append(ActionRecord(
-                at=e.at, kind=kind, target=str(e.detail.get("target") or ""),
+                at=float(started) if isinstance(started, (int, float)) else e.at, kind=kind,
+                target=str(e.detail.get("target") or ""),
                 outcome=str(e.detail.get("outcome") or ""), reason="; ".join(e.reasons)))
     return found
 
