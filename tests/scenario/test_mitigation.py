@@ -183,6 +183,38 @@ class TestLeaseHeldElsewhere:
                     and m["status"] != 200]
 
 
+class TestSilenceSuspendsMitigation:
+    async def test_a_maintenance_silence_vetoes_every_action(self, tmp_path: Path):
+        """A silence with suspend_mitigation (a planned maintenance) keeps the watcher's hands
+        off: the starts are vetoed with the silence named, and nothing reaches Fly."""
+        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
+        clock = ScaledClock(TIME_SCALE)
+        sim = SimServer(scenario, clock)
+        receiver = PageReceiver(clock)
+        await receiver.start()
+        await sim.start()
+        world = sim.world
+        settings = settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url)
+        daemon = Daemon(settings, clock, CollectorRegistry())
+        try:
+            await daemon.start()
+            assert daemon.store is not None
+            now = clock.timestamp()
+            await daemon.store.add_silence(MCP, now, now + 3600, author="ops@example",
+                                           reason="disk migration", created_at=now,
+                                           suspend_mitigation=True)
+            await clock.sleep(max(0.0, 240 - world.t()))
+            rows = await daemon.store.actions_since(0.0, app=MCP)
+            assert rows and all(r.outcome.value == "vetoed" for r in rows), rows
+            assert {r.guard for r in rows} == {"mitigation_suspended"}
+            assert "disk migration" in rows[0].text
+            assert world.mutations == []
+        finally:
+            await daemon.stop()
+            await sim.stop()
+            await receiver.stop()
+
+
 class TestNoFalseMitigation:
     @pytest.mark.parametrize("name", ["no-fault", "flapping", "watcher-partition"])
     async def test_zero_actions(self, name: str, tmp_path: Path):
