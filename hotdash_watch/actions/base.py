@@ -8,6 +8,7 @@ escape: they become an ``ActionResult`` with the essentials of the answer.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ class ActionContext:
     async def save(self, **changes: Any) -> None:
         self.detail.update(changes)
         if self.progress is not None:
-            await self.progress(dict(self.detail))
+            await self.progress(copy.deepcopy(self.detail))
 
     def call(self, call: str, machine: str, result: str, **extra: Any) -> None:
         """Remember the essentials of one Fly call in the record's detail."""
@@ -70,10 +71,14 @@ class Health:
     crashed_again: bool = False
 
 
-def failure(step: Step, ctx: ActionContext, exc: FlyError) -> ActionResult:
-    """The result for a Fly error: deferred when someone else holds the lease, else failed."""
-    what = f"{step.kind.value} of {step.target}"
-    ctx.call(step.kind.value, step.target, type(exc).__name__, status=exc.status)
+def failure(step: Step, ctx: ActionContext, exc: FlyError, *,
+            machine: str | None = None) -> ActionResult:
+    """The result for a Fly error: deferred when someone else holds the lease, else failed.
+    ``machine`` names the machine an app-wide step (a rollback) was working on."""
+    target = machine or step.target
+    what = f"{step.kind.value} of {target}"
+    ctx.call(exc.call if getattr(exc, "call", None) else step.kind.value, target,
+             type(exc).__name__, status=exc.status)
     if isinstance(exc, LeaseHeld):
         owner = getattr(exc, "owner", None) or "someone else"
         return ActionResult(Outcome.DEFERRED,
@@ -90,12 +95,23 @@ def failure(step: Step, ctx: ActionContext, exc: FlyError) -> ActionResult:
     return ActionResult(Outcome.FAILED, text, dict(ctx.detail))
 
 
-def _exit_after(m: Machine, since: float) -> tuple[float, int | None, bool] | None:
-    """The newest exit the machine made on its own after ``since``: (at, code, oom)."""
+def _exit_after(m: Machine, since: float, *, updated: bool = False
+                ) -> tuple[float, int | None, bool] | None:
+    """The newest exit the *new* instance made on its own: after the first start event that
+    follows ``since`` -- or, after an update, that follows the update's own event -- so that an
+    exit of the old instance while the call was in flight (a crash loop's, say) is not taken
+    for the new one crashing again. (at, code, oom), or None."""
+    if updated:
+        replaced = [e.timestamp for e in m.events if e.type == "update" and e.timestamp >= since]
+        if not replaced:
+            return None
+        since = max(replaced)
+    boots = [e.timestamp for e in m.events if e.type == "start" and e.timestamp >= since]
+    if not boots:
+        return None
+    booted = min(boots)
     for e in m.events:
-        if e.exit is None or e.timestamp <= since:
-            continue
-        if e.exit.requested_stop:
+        if e.exit is None or e.timestamp <= booted or e.exit.requested_stop:
             continue
         return e.timestamp, e.exit.exit_code, e.exit.oom_killed or e.exit.exit_code == 137
     return None
@@ -121,7 +137,7 @@ async def wait_healthy(ctx: ActionContext, machine_id: str, *, since: float,
             last = None
         now = clock.timestamp()
         if last is not None:
-            crash = _exit_after(last, since)
+            crash = _exit_after(last, since, updated=version is not None)
             if crash is not None:
                 at, code, oom = crash
                 why = "OOM-killed" if oom else f"exited with code {code}"

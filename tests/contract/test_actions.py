@@ -384,12 +384,6 @@ class TestRaiseMemory:
         assert result.outcome is Outcome.OK and "already has 512 MB" in result.text
         assert writes(sim, mid, ok_only=False) == []
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "wait_healthy counts any exit after `since` (taken just before the update call) as the "
-        "new instance crashing again, so an OOM kill of the *old* 512 MB instance that Fly "
-        "records while the update call is in flight makes a successful raise FAILED with "
-        "crashed_again=True (actions/base.py _exit_after/wait_healthy; actions/scale.py "
-        "`since = ctx.clock.timestamp()` before `update`)"))
     async def test_old_instance_exit_during_the_update_call_is_not_a_crash_again(
             self, make_client, clock, sim, proxy, mid):
         """The update call is slow and the old instance is OOM-killed once more meanwhile: the
@@ -479,12 +473,6 @@ class TestRollback:
         assert all(sim.world.machine(APP, i).image == good.image for i in ids)
         assert sim.world.healthy(APP)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "rollback sends the update whatever the machine's state and gives up on Fly's 412 "
-        "'unable to update machine from current state: starting' (actions/rollback.py, the "
-        "`update` inside the lease): a machine Fly's proxy autostarted a moment earlier makes "
-        "the whole rollback FAILED, and a rollback is allowed once per incident. The "
-        "reference (fly-api.md sect. 8 item 3) says: re-read, let it settle, retry"))
     @pytest.mark.parametrize("scenario", [NO_AUTOSTART], indirect=True, ids=["no-autostart"])
     async def test_machine_starting_when_updated_does_not_fail_the_rollback(
             self, make_client, clock, sim, proxy):
@@ -513,12 +501,6 @@ class TestRollback:
         assert result.outcome is Outcome.OK, result.text
         assert all(sim.world.machine(APP, i).image == good.image for i in ids)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "rollback takes `since` before the update call and wait_healthy counts any exit after "
-        "it, so a crash of the *old* (bad) instance that Fly records while the update call is "
-        "in flight stops the rollback as 'crashed again' although the new instance is fine "
-        "(actions/rollback.py `since = ctx.clock.timestamp()`; actions/base.py _exit_after). "
-        "A crash-looping bad release exits every ~3 s, so any update latency can hit it"))
     async def test_crash_of_the_old_instance_during_the_update_is_not_a_crash_again(
             self, make_client, clock, sim, proxy):
         """The bad release crash-loops under flyd; the update call is slow and the old
@@ -529,8 +511,11 @@ class TestRollback:
         def slow_update(machine: str) -> Callable[[], Any]:
             async def hold() -> None:
                 before = len(events_after(sim, APP, machine, 0.0, kind="exit"))
+                # Until the old instance crashes once more (or flyd has given up on it and it
+                # stays stopped: then there is no crash left to race with).
                 await wait_until(
-                    lambda: len(events_after(sim, APP, machine, 0.0, kind="exit")) > before,
+                    lambda: len(events_after(sim, APP, machine, 0.0, kind="exit")) > before
+                    or sim.world.machine(APP, machine).state == "stopped",
                     sim, what="another crash of the old instance")
             return hold
 
@@ -570,12 +555,6 @@ class TestRollback:
         assert all(sim.world.machine(APP, i).image == good.image for i in ids)
         assert sim.world.healthy(APP)
 
-    @pytest.mark.xfail(strict=True, reason=(
-        "a resumed rollback skips a machine already on the target image without waiting for it "
-        "to be started and passing (actions/rollback.py: `if m.image == image: ... continue`), "
-        "so when the watcher restarted while that machine was still replacing, the next "
-        "machine is updated at once: two of three machines out of service together, against "
-        "'one machine at a time, checks passing before the next'"))
     async def test_resumed_rollback_waits_for_the_machine_in_flight(self, client, clock, sim):
         """The watcher died while the first machine was replacing: the resumed rollback must
         not take the second machine down before the first one is back."""
@@ -645,7 +624,7 @@ class TestLeaseAndGone:
         assert (m.state, m.instance_id) == (state, version)
         assert m.lease is not None and (m.lease.owner, m.lease.nonce) == ("deploy@ci", nonce)
         assert result.detail["calls"] == [
-            {"call": kind.value, "machine": mid, "result": "LeaseHeld", "status": 409}]
+            {"call": "acquire_lease", "machine": mid, "result": "LeaseHeld", "status": 409}]
         assert_no_secret(result, captured)
 
     @pytest.mark.parametrize(("kind", "params"), [
