@@ -67,10 +67,7 @@ class Daemon:
 
     async def start(self) -> None:
         s = self.settings
-        secrets = [s.server.api_token, s.fly.api_token]
-        for ch in s.notify.channels:
-            secrets += [ch.url, ch.routing_key, ch.hmac_secret]
-        logs.scrubber.register(x.get_secret_value() for x in secrets if x is not None)
+        logs.scrubber.register(logs.secret_values(s))  # every SecretStr of the settings
         self.store = await Store.open(s.store_url)
         self.session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=60),
