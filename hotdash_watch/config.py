@@ -230,7 +230,8 @@ class AppSettings(_Section):
     interval_s: Seconds | None = Field(None, gt=0, description="overrides probes.interval_s")
     timeout_s: Seconds | None = Field(None, gt=0, description="overrides probes.timeout_s")
     latency_budget_ms: float | None = Field(None, gt=0, description="overrides the budget")
-    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1)
+    expect_status: list[int] = Field(default_factory=lambda: [200], min_length=1,
+                                     description="HTTP statuses that count as healthy")
     expect_body: str | None = Field(None, description="text the health body must contain")
 
     _url = field_validator("health_url", "synthetic_url")(_check_http_url)
@@ -298,7 +299,9 @@ class ChannelSettings(_Section):
 
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$",
                       description="label of the channel in metrics and the API")
-    kind: Literal["webhook", "slack", "pagerduty", "alertmanager"]
+    kind: Literal["webhook", "slack", "pagerduty", "alertmanager"] = Field(
+        description="generic JSON webhook, Slack incoming webhook, PagerDuty Events v2, or "
+        "Alertmanager v2 /api/v2/alerts")
     url: SecretStr | None = Field(
         None, description="webhook/Slack URL, Alertmanager base URL, or the PagerDuty events "
         "endpoint (default https://events.pagerduty.com/v2/enqueue)")
@@ -323,7 +326,8 @@ class ChannelSettings(_Section):
 class NotifySettings(_Section):
     """Paging: channels in failover order, retries, and what pages say."""
 
-    channels: list[ChannelSettings] = Field(default_factory=list)
+    channels: list[ChannelSettings] = Field(
+        default_factory=list, description="paging channels, in failover order")
     affected: str = Field(
         "Agent SDK services (LlamaIndex MCP, Agent Service)",
         description="the AFFECTED line of SEV-1 pages")
@@ -425,10 +429,13 @@ class ServerSettings(_Section):
 
 
 class LogSettings(_Section):
+    """The daemon's own log: structlog events, secrets removed before output."""
+
     format: Literal["auto", "json", "console"] = Field(
         "auto", description="auto: console on a terminal, JSON lines otherwise"
     )
-    level: Literal["debug", "info", "warning", "error"] = "info"
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        "info", description="lowest level written")
 
 
 class Settings(BaseSettings):
