@@ -14,7 +14,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ScaledClock
@@ -213,16 +212,6 @@ class TestSilenceSuspendsMitigation:
             await daemon.stop()
             await sim.stop()
             await receiver.stop()
-
-
-class TestNoFalseMitigation:
-    @pytest.mark.parametrize("name", ["no-fault", "flapping", "watcher-partition"])
-    async def test_zero_actions(self, name: str, tmp_path: Path):
-        """No fault, a flapping check and a watcher cut off from the service: no action, not
-        even a vetoed one, and the simulator receives no mutation."""
-        report, world = await _run(name, tmp_path, stop_at_s=600)
-        assert report["actions"] == []
-        assert world.mutations == []
 
 
 class TestRestartMidRollback:

@@ -22,10 +22,11 @@ SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
 TIME_SCALE = 60
 
 
-async def _run(name: str, tmp_path: Path, stop_at_s: float | None = None) -> dict[str, Any]:
+async def _run(name: str, tmp_path: Path, stop_at_s: float | None = None,
+               keep: list[Any] | None = None) -> dict[str, Any]:
     scenario = load_scenario(SCENARIOS / f"{name}.toml")
     return await run_scenario(scenario, ScaledClock(TIME_SCALE), registry=CollectorRegistry(),
-                              workdir=tmp_path, stop_at_s=stop_at_s)
+                              workdir=tmp_path, stop_at_s=stop_at_s, keep=keep)
 
 
 def _incidents(report: dict[str, Any], app: str) -> list[dict[str, Any]]:
@@ -37,11 +38,13 @@ class TestBaselines:
                                       "flapping"])
     async def test_nothing_happens(self, name: str, tmp_path: Path):
         """A healthy world (even with Fly's API down, the watcher cut off from the public URLs,
-        or one machine's health check flapping) produces no incident and no action; only the
-        watcher's own blindness is paged, as a watcher-side notice."""
-        report = await _run(name, tmp_path, stop_at_s=760)
+        or one machine's health check flapping) produces no incident, no action and no change
+        on Fly; only the watcher's own blindness is paged, as a watcher-side notice."""
+        keep: list[Any] = []
+        report = await _run(name, tmp_path, stop_at_s=760, keep=keep)
         assert report["incidents"] == []
-        assert report["actions"] == []
+        assert report["actions"] == []  # not even a vetoed or dry-run one
+        assert keep[0].mutations == []  # and the simulated Fly received no change
         assert report["summary"]["detected"] is False
         if name != "watcher-partition":
             assert report["pages"] == []
