@@ -176,7 +176,8 @@ class Mitigator:
         if assessment.watcher_side or self.client is None:
             return
         app = state.name
-        if self.busy(app):
+        due = self._recovery_due.get(inc.id)
+        if self.busy(app) and (due is None or now < due):
             return  # one action at a time: the next plan waits for this one's effect
         try:
             app_history = tuple(await self.store.actions_since(
@@ -186,6 +187,8 @@ class Mitigator:
             log.warning("action_history_unreadable", app=app, error=type(e).__name__)
             return
         await self._recovery_check(state, inc, assessment, incident_history, now)
+        if self.busy(app):
+            return
         situation = self._situation(state, assessment, inc, incident_history, now)
         steps = plan(situation, self.cfg, self.settings.fly.recent_release_s).steps
         if not steps:
@@ -390,7 +393,11 @@ class Mitigator:
         if result.outcome is Outcome.DEFERRED:
             self._backoff[rec.app] = now + self.cfg.lease_backoff_s
         elif rec.incident_id is not None:
-            self._recovery_due[rec.incident_id] = now + self.cfg.recovery_check_s
+            # Runbook SEV-2: "monitor recovery, check" -- the action's own check failing is
+            # that check failing; otherwise look again recovery_check_s later.
+            failed = result.outcome is Outcome.FAILED and rec.kind.touches_fly
+            self._recovery_due[rec.incident_id] = now if failed else \
+                now + self.cfg.recovery_check_s
         level = "info" if result.outcome is Outcome.OK else "error"
         getattr(log, level)("action_ended", app=rec.app, incident_id=rec.incident_id,
                             action=rec.kind.value, target=rec.target,
@@ -407,7 +414,7 @@ class Mitigator:
                               history: Sequence[ActionRecord], now: float) -> None:
         """Runbook SEV-2 step 5: not resolved after the mitigation -> SEV-1."""
         due = self._recovery_due.get(inc.id)
-        if due is None or now < due or self.busy(inc.app):
+        if due is None or now < due:
             return
         if inc.severity is not Severity.SEV2 or a.severity is None:
             self._recovery_due.pop(inc.id, None)
@@ -424,9 +431,14 @@ class Mitigator:
             after = last.ended_at or last.at
             if not any(v.last_oom_at is not None and v.last_oom_at > after for v in views):
                 return  # the kills counted are from before the fix; none since
-        reason = (f"SEV-2 not resolved {self.cfg.recovery_check_s:.0f} s after the mitigation "
-                  f"({last.kind.value} of {last.target}: {last.outcome.value}): escalated to "
-                  "SEV-1 per runbook")
+        if last.outcome is Outcome.FAILED:
+            reason = (f"SEV-2 not resolved: its mitigation failed ({last.kind.value} of "
+                      f"{last.target}: {last.detail.get('result') or last.text}); escalated to "
+                      "SEV-1 per runbook")
+        else:
+            reason = (f"SEV-2 not resolved {self.cfg.recovery_check_s:.0f} s after the "
+                      f"mitigation ({last.kind.value} of {last.target}: ok); escalated to "
+                      "SEV-1 per runbook")
         await self.pipeline.escalate(inc.app, inc.id, Severity.SEV1, reason, now)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import tomllib
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from hotdash_watch.clock import ScaledClock
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.sim.app import SimServer
 from hotdash_watch.sim.runner import PageReceiver, run_scenario, settings_for
-from hotdash_watch.sim.scenario import load_scenario
+from hotdash_watch.sim.scenario import Fault, load_scenario, parse_scenario
 from hotdash_watch.sim.world import World
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
@@ -210,6 +211,127 @@ class TestSilenceSuspendsMitigation:
             assert world.mutations == []
         finally:
             await daemon.stop()
+            await sim.stop()
+            await receiver.stop()
+
+
+STUCK_ERRORS = """
+name = "stuck-errors"
+duration_s = 900
+[[apps]]
+name = "hotdash-llamaindex-mcp"
+machines = 2
+traffic_rps = 5.0
+[[faults]]
+at_s = 120
+kind = "errors"
+app = "hotdash-llamaindex-mcp"
+machines = 1
+rate = 0.9
+until_s = 100000
+"""
+
+
+class TestEscalation:
+    async def test_sev2_not_resolved_by_its_mitigation_becomes_sev1(self, tmp_path: Path):
+        """A machine failing its checks is restarted, keeps failing (the fault outlives the
+        restart): the restart's own check fails, and the SEV-2 is escalated to SEV-1 saying
+        which mitigation did not work (runbook SEV-2 step 5)."""
+        scenario = parse_scenario(tomllib.loads(STUCK_ERRORS), "stuck-errors")
+        report = await run_scenario(scenario, ScaledClock(TIME_SCALE),
+                                    registry=CollectorRegistry(), workdir=tmp_path,
+                                    stop_at_s=480)
+        [inc] = report["incidents"]
+        restarts = [a for a in _acted(report, "ok", "failed") if a["kind"] == "restart"]
+        assert restarts, report["actions"]
+        escalations = [e for e in inc["timeline"] if e["event"] == "escalated"
+                       and any("not resolved" in r for r in e["reasons"])]
+        assert escalations and escalations[0]["severity"] == "SEV-1", inc["timeline"]
+        ended = min(a["ended_at_s"] for a in restarts)
+        assert escalations[0]["at_s"] >= ended
+        assert "restart of" in escalations[0]["reasons"][0]
+        assert inc["max_severity"] == "SEV-1"
+
+
+class TestFlyFaultsDuringMitigation:
+    async def test_fly_api_outage_mid_mitigation_is_recorded_and_retried(self, tmp_path: Path):
+        """The Fly API goes down just as the watcher starts the crashed machines: the failed
+        steps are recorded, the daemon keeps running, and once Fly answers again the machines
+        are started (each start call that reached Fly counted once)."""
+        keep: list[Any] = []
+        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
+
+        async def outage() -> None:
+            for _ in range(100_000):
+                if keep and keep[0].t() >= 131:
+                    break
+                await asyncio.sleep(0.005)
+            keep[0].inject(Fault(at_s=0, kind="fly_api_down", until_s=190))
+
+        task = asyncio.create_task(outage())
+        report = await run_scenario(scenario, ScaledClock(TIME_SCALE),
+                                    registry=CollectorRegistry(), workdir=tmp_path,
+                                    stop_at_s=420, keep=keep)
+        await task
+        world = keep[0]
+        outcomes = Counter(a["outcome"] for a in report["actions"])
+        assert outcomes["failed"] >= 1, report["actions"]
+        assert world.recovered_at_s is not None
+        started = {m["machine"] for m in world.mutations if m["call"] == "start"
+                   and m["status"] == 200}
+        assert started == {m.id for m in world.apps[MCP].machines}
+
+
+class TestRestartMidAction:
+    async def test_an_unconfirmed_start_is_checked_not_repeated(self, tmp_path: Path):
+        """The watcher dies right after sending a start; on restart it finds the action
+        'started', sees the machine up and records it confirmed: the start is not sent again."""
+        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
+        clock = ScaledClock(TIME_SCALE)
+        sim = SimServer(scenario, clock)
+        receiver = PageReceiver(clock)
+        await receiver.start()
+        await sim.start()
+        world = sim.world
+        settings = settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url)
+        first = Daemon(settings, clock, CollectorRegistry())
+        second: Daemon | None = None
+        try:
+            await first.start()
+
+            def starts() -> Counter[str]:
+                return Counter(m["machine"] for m in world.mutations
+                               if m["app"] == MCP and m["call"] == "start")
+
+            for _ in range(100_000):
+                if starts() or world.t() > 400:
+                    break
+                await asyncio.sleep(0.005)
+            assert first.scheduler is not None and first.pipeline is not None
+            await first.scheduler.stop(0)
+            task = first.pipeline.mitigator.tasks[MCP]
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await first.stop()
+            [machine] = starts()
+            [unfinished] = await _unfinished(settings.store_url)
+            assert (unfinished.kind.value, unfinished.target) == ("start", machine)
+
+            second = Daemon(settings, clock, CollectorRegistry())
+            await second.start()
+            assert second.store is not None
+            rows = {r.id: r for r in await second.store.actions_since(0.0, app=MCP)}
+            assert rows[unfinished.id].outcome.value in ("ok", "failed")
+            assert "watcher restarted" in rows[unfinished.id].detail["result"]
+            for _ in range(100_000):
+                if len(starts()) == 3 or world.t() > 600:
+                    break
+                await asyncio.sleep(0.005)
+            assert starts()[machine] == 1, starts()
+            assert len(starts()) == 3 and all(n == 1 for n in starts().values()), starts()
+        finally:
+            if second is not None:
+                await second.stop()
             await sim.stop()
             await receiver.stop()
 
