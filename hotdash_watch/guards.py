@@ -218,7 +218,7 @@ def rollback_once(step: Step, ctx: GuardContext) -> Verdict:
     if step.kind is not ActionKind.ROLLBACK:
         return ALLOW
     done = [a for a in ctx.incident_history if a.kind is ActionKind.ROLLBACK
-            and a.outcome in (*_TOOK_EFFECT, Outcome.DRY_RUN)]
+            and a.outcome in _TOOK_EFFECT]  # a dry-run's rollback changed nothing
     if done:
         return Verdict(Decision.VETO, GuardName.ROLLBACK_ONCE,
                        f"a rollback was already tried in this incident "

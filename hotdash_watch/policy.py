@@ -176,8 +176,10 @@ def next_memory_mb(current: int, cpu_kind: str, cpus: int, factor: float,
 
 def _tried(history: Iterable[ActionRecord], kind: ActionKind, target: str | None = None
            ) -> list[ActionRecord]:
+    """Steps of ``kind`` that reached Fly. A dry-run's "would have done" changed nothing, so
+    the plan stays what it was (and its record, kept once, is not repeated)."""
     return [a for a in history if a.kind is kind and (target is None or a.target == target)
-            and a.outcome in (Outcome.STARTED, Outcome.OK, Outcome.FAILED, Outcome.DRY_RUN)]
+            and a.outcome in (Outcome.STARTED, Outcome.OK, Outcome.FAILED)]
 
 
 def _crashed_again(s: Situation) -> list[str]:

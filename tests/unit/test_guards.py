@@ -327,17 +327,17 @@ class TestBlastRadius:
 
 
 class TestRollbackOnce:
-    @pytest.mark.parametrize("outcome", (*TOOK_EFFECT, Out.DRY_RUN))
+    @pytest.mark.parametrize("outcome", TOOK_EFFECT)
     def test_at_most_one_per_incident(self, outcome: Outcome):
-        """A rollback started, done, failed or dry-run in this incident vetoes another."""
+        """A rollback started, done or failed in this incident vetoes another."""
         ctx = context(incident_history=(record(K.ROLLBACK, APP, outcome),))
         v = rollback_once(rollback_step(), ctx)
         assert decided(v) == (D.VETO, G.ROLLBACK_ONCE)
         assert f"already tried in this incident ({outcome.value})" in v.text
 
-    @pytest.mark.parametrize("outcome", [Out.VETOED, Out.DEFERRED])
+    @pytest.mark.parametrize("outcome", [Out.VETOED, Out.DEFERRED, Out.DRY_RUN])
     def test_a_rollback_that_never_ran_does_not_count(self, outcome: Outcome):
-        """A vetoed or deferred rollback was not tried."""
+        """A vetoed, deferred or dry-run rollback changed nothing: it was not tried."""
         ctx = context(incident_history=(record(K.ROLLBACK, APP, outcome),))
         assert rollback_once(rollback_step(), ctx).allowed
 
