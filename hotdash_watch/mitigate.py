@@ -295,6 +295,9 @@ class Mitigator:
     # -- records -------------------------------------------------------------------------------
 
     def _recorded_keys(self, incident_id: str, history: Sequence[ActionRecord]) -> set[str]:
+        if incident_id not in self._recorded and len(self._recorded) >= 64:
+            del self._recorded[next(iter(self._recorded))]  # the oldest incident's; the store
+            # still has its records, read back if it is ever considered again
         keys = self._recorded.setdefault(incident_id, set())
         for a in history:
             if a.outcome in (Outcome.VETOED, Outcome.DRY_RUN) or a.kind is ActionKind.PAGE:
