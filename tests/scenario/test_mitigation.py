@@ -12,12 +12,15 @@ import asyncio
 import itertools
 import tomllib
 from collections import Counter
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ScaledClock
+from hotdash_watch.config import Settings
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.sim.app import SimServer
 from hotdash_watch.sim.runner import PageReceiver, run_scenario, settings_for
@@ -183,36 +186,85 @@ class TestLeaseHeldElsewhere:
                     and m["status"] != 200]
 
 
+class Live:
+    """The simulator and daemons started on it by hand (to add a silence, or to kill a daemon
+    mid-action and start another on the same store)."""
+
+    def __init__(self, clock: ScaledClock, sim: SimServer, settings: Settings) -> None:
+        self.clock, self.sim, self.settings = clock, sim, settings
+        self.running: list[Daemon] = []
+
+    @property
+    def world(self) -> World:
+        return self.sim.world
+
+    async def daemon(self) -> Daemon:
+        d = Daemon(self.settings, self.clock, CollectorRegistry())
+        self.running.append(d)
+        await d.start()
+        return d
+
+    async def kill(self, d: Daemon, app: str) -> None:
+        """As if the process died: no more passes, the running action dies where it is (its
+        record stays "started"), then the rest shuts down."""
+        assert d.scheduler is not None and d.pipeline is not None
+        await d.scheduler.stop(0)
+        task = d.pipeline.mitigator.tasks[app]
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        self.running.remove(d)
+        await d.stop()
+
+    async def until(self, cond: Callable[[], bool], limit_s: float) -> None:
+        """Wait (scenario time, at most ``limit_s`` more) until ``cond()`` holds."""
+        deadline = self.world.t() + limit_s
+        for _ in range(100_000):  # bounded by the scenario clock below
+            if cond() or self.world.t() >= deadline:
+                break
+            await asyncio.sleep(0.01)
+        assert cond(), f"not reached by {self.world.t():.0f} s: {self.world.mutations}"
+
+    def calls(self, app: str, call: str) -> Counter[str]:
+        """machine -> how many ``call`` mutations the simulator received for ``app``."""
+        return Counter(m["machine"] for m in self.world.mutations
+                       if m["app"] == app and m["call"] == call)
+
+
+@asynccontextmanager
+async def live(name: str, tmp_path: Path) -> AsyncIterator[Live]:
+    scenario = load_scenario(SCENARIOS / f"{name}.toml")
+    clock = ScaledClock(TIME_SCALE)
+    sim = SimServer(scenario, clock)
+    receiver = PageReceiver(clock)
+    await receiver.start()
+    await sim.start()
+    run = Live(clock, sim, settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url))
+    try:
+        yield run
+    finally:
+        for d in run.running:
+            await d.stop()
+        await sim.stop()
+        await receiver.stop()
+
+
 class TestSilenceSuspendsMitigation:
     async def test_a_maintenance_silence_vetoes_every_action(self, tmp_path: Path):
         """A silence with suspend_mitigation (a planned maintenance) keeps the watcher's hands
         off: the starts are vetoed with the silence named, and nothing reaches Fly."""
-        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
-        clock = ScaledClock(TIME_SCALE)
-        sim = SimServer(scenario, clock)
-        receiver = PageReceiver(clock)
-        await receiver.start()
-        await sim.start()
-        world = sim.world
-        settings = settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url)
-        daemon = Daemon(settings, clock, CollectorRegistry())
-        try:
-            await daemon.start()
+        async with live("all-machines-down", tmp_path) as run:
+            daemon = await run.daemon()
             assert daemon.store is not None
-            now = clock.timestamp()
+            now = run.clock.timestamp()
             await daemon.store.add_silence(MCP, now, now + 3600, author="ops@example",
                                            reason="disk migration", created_at=now,
                                            suspend_mitigation=True)
-            await clock.sleep(max(0.0, 240 - world.t()))
+            await run.clock.sleep(max(0.0, 240 - run.world.t()))
             rows = await daemon.store.actions_since(0.0, app=MCP)
             assert rows and all(r.outcome.value == "vetoed" for r in rows), rows
             assert {r.guard for r in rows} == {"mitigation_suspended"}
             assert "disk migration" in rows[0].text
-            assert world.mutations == []
-        finally:
-            await daemon.stop()
-            await sim.stop()
-            await receiver.stop()
+            assert run.world.mutations == []
 
 
 STUCK_ERRORS = """
@@ -286,104 +338,42 @@ class TestRestartMidAction:
     async def test_an_unconfirmed_start_is_checked_not_repeated(self, tmp_path: Path):
         """The watcher dies right after sending a start; on restart it finds the action
         'started', sees the machine up and records it confirmed: the start is not sent again."""
-        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
-        clock = ScaledClock(TIME_SCALE)
-        sim = SimServer(scenario, clock)
-        receiver = PageReceiver(clock)
-        await receiver.start()
-        await sim.start()
-        world = sim.world
-        settings = settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url)
-        first = Daemon(settings, clock, CollectorRegistry())
-        second: Daemon | None = None
-        try:
-            await first.start()
-
-            def starts() -> Counter[str]:
-                return Counter(m["machine"] for m in world.mutations
-                               if m["app"] == MCP and m["call"] == "start")
-
-            for _ in range(100_000):
-                if starts() or world.t() > 400:
-                    break
-                await asyncio.sleep(0.005)
-            assert first.scheduler is not None and first.pipeline is not None
-            await first.scheduler.stop(0)
-            task = first.pipeline.mitigator.tasks[MCP]
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await first.stop()
-            [machine] = starts()
-            [unfinished] = await _unfinished(settings.store_url)
+        async with live("all-machines-down", tmp_path) as run:
+            first = await run.daemon()
+            await run.until(lambda: bool(run.calls(MCP, "start")), 400)
+            await run.kill(first, MCP)
+            [machine] = run.calls(MCP, "start")
+            [unfinished] = await _unfinished(run.settings.store_url)
             assert (unfinished.kind.value, unfinished.target) == ("start", machine)
 
-            second = Daemon(settings, clock, CollectorRegistry())
-            await second.start()
+            second = await run.daemon()
             assert second.store is not None
             rows = {r.id: r for r in await second.store.actions_since(0.0, app=MCP)}
             assert rows[unfinished.id].outcome.value in ("ok", "failed")
             assert "watcher restarted" in rows[unfinished.id].detail["result"]
-            for _ in range(100_000):
-                if len(starts()) == 3 or world.t() > 600:
-                    break
-                await asyncio.sleep(0.005)
-            assert starts()[machine] == 1, starts()
-            assert len(starts()) == 3 and all(n == 1 for n in starts().values()), starts()
-        finally:
-            if second is not None:
-                await second.stop()
-            await sim.stop()
-            await receiver.stop()
+            await run.until(lambda: len(run.calls(MCP, "start")) == 3, 200)
+            starts = run.calls(MCP, "start")
+            assert starts[machine] == 1 and all(n == 1 for n in starts.values()), starts
 
 
 class TestRestartMidRollback:
     async def test_finishes_the_rollback_without_repeating_anything(self, tmp_path: Path):
         """The watcher is stopped while rolling back (one machine done), then started again on
         the same store: it carries the rollback on; every machine is updated exactly once."""
-        scenario = load_scenario(SCENARIOS / "bad-release.toml")
-        clock = ScaledClock(TIME_SCALE)
-        sim = SimServer(scenario, clock)
-        receiver = PageReceiver(clock)
-        await receiver.start()
-        await sim.start()
-        world = sim.world
-        settings = settings_for(scenario, sim, workdir=tmp_path, page_url=receiver.url)
-        first = Daemon(settings, clock, CollectorRegistry())
-        second: Daemon | None = None
-        try:
-            await first.start()
-
-            def updates() -> Counter[str]:
-                return Counter(m["machine"] for m in world.mutations
-                               if m["app"] == AGENT and m["call"] == "update")
-
-            async def until(cond: Any, limit_s: float) -> None:
-                deadline = world.t() + limit_s
-                for _ in range(100_000):  # bounded by the scenario clock below
-                    if cond() or world.t() >= deadline:
-                        break
-                    await asyncio.sleep(0.02)
-                assert cond(), f"not reached by {world.t():.0f} s: {world.mutations}"
-
-            await until(lambda: len(updates()) >= 1, 400)
-            # Killed mid-rollback: no more passes, the action task dies where it is (its record
-            # stays "started"), then the rest shuts down.
-            assert first.scheduler is not None and first.pipeline is not None
-            await first.scheduler.stop(0)
-            task = first.pipeline.mitigator.tasks[AGENT]
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await first.stop()
-            assert len(updates()) < 3
-            stored = await _unfinished(settings.store_url)
+        async with live("bad-release", tmp_path) as run:
+            first = await run.daemon()
+            await run.until(lambda: len(run.calls(AGENT, "update")) >= 1, 400)
+            await run.kill(first, AGENT)
+            assert len(run.calls(AGENT, "update")) < 3
+            stored = await _unfinished(run.settings.store_url)
             assert [a.kind.value for a in stored] == ["rollback"]
 
-            second = Daemon(settings, clock, CollectorRegistry())
-            await second.start()
-            await until(lambda: len(updates()) == 3 and world.recovered_at_s is not None, 400)
-            assert all(n == 1 for n in updates().values()), updates()
-            assert not [m for m in world.mutations if m["call"] in ("restart", "start")
-                        and m["app"] == AGENT]
+            second = await run.daemon()
+            await run.until(lambda: len(run.calls(AGENT, "update")) == 3
+                            and run.world.recovered_at_s is not None, 400)
+            updates = run.calls(AGENT, "update")
+            assert all(n == 1 for n in updates.values()), updates
+            assert not run.calls(AGENT, "restart") and not run.calls(AGENT, "start")
             assert second.store is not None
             rows = []
             for _ in range(200):  # the action's end is written just after the last machine
@@ -393,11 +383,6 @@ class TestRestartMidRollback:
                 await asyncio.sleep(0.02)
             rollbacks = [a for a in rows if a.kind.value == "rollback"]
             assert len(rollbacks) == 1 and rollbacks[0].outcome.value == "ok", rows
-        finally:
-            if second is not None:
-                await second.stop()
-            await sim.stop()
-            await receiver.stop()
 
 
 async def _unfinished(url: str) -> list[Any]:
