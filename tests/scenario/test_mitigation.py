@@ -47,6 +47,27 @@ async def _run(name: str, tmp_path: Path, *, stop_at_s: float, config: str | Non
     return report, keep[0]
 
 
+async def _run_with(name: str, tmp_path: Path, *, stop_at_s: float, at_s: float,
+                    do: Callable[[World], Any]) -> tuple[dict[str, Any], World]:
+    """Run the scenario, and call ``do(world)`` once scenario time ``at_s`` is reached (an
+    outside actor: a deploy taking leases, Fly's API going down)."""
+    keep: list[Any] = []
+
+    async def actor() -> None:
+        for _ in range(100_000):
+            if keep and keep[0].t() >= at_s:
+                break
+            await asyncio.sleep(0.005)
+        do(keep[0])
+
+    task = asyncio.create_task(actor())
+    report = await run_scenario(load_scenario(SCENARIOS / f"{name}.toml"),
+                                ScaledClock(TIME_SCALE), registry=CollectorRegistry(),
+                                workdir=tmp_path, stop_at_s=stop_at_s, keep=keep)
+    await task
+    return report, keep[0]
+
+
 def _calls(world: World, app: str) -> Counter[tuple[str, str]]:
     """(call, machine) -> how many times the simulator received that mutation for ``app``."""
     return Counter((m["call"], m["machine"]) for m in world.mutations
@@ -159,24 +180,12 @@ class TestLeaseHeldElsewhere:
     async def test_a_deploy_holding_the_leases_is_waited_for_not_fought(self, tmp_path: Path):
         """While someone else (a deploy) holds every machine's lease, the start is deferred and
         recorded; the lease is never cleared; once it expires the machines are started."""
-        keep: list[Any] = []
-        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
-
-        async def deploy_holds_leases() -> None:
-            for _ in range(100_000):
-                if keep and keep[0].t() >= 121:
-                    break
-                await asyncio.sleep(0.01)
-            world = keep[0]
+        def deploy_holds_leases(world: World) -> None:
             for m in world.apps[MCP].machines:
                 world.hold_lease(MCP, m.id, owner="deploy@ci", ttl_s=60)
 
-        holder = asyncio.create_task(deploy_holds_leases())
-        report = await run_scenario(scenario, ScaledClock(TIME_SCALE),
-                                    registry=CollectorRegistry(), workdir=tmp_path,
-                                    stop_at_s=400, keep=keep)
-        await holder
-        world = keep[0]
+        report, world = await _run_with("all-machines-down", tmp_path, stop_at_s=400,
+                                        at_s=121, do=deploy_holds_leases)
         deferred = _acted(report, "deferred")
         assert deferred and deferred[0]["kind"] == "start", report["actions"]
         assert deferred[0]["at_s"] < 181
@@ -308,24 +317,11 @@ class TestEscalation:
 class TestFlyFaultsDuringMitigation:
     async def test_fly_api_outage_mid_mitigation_is_recorded_and_retried(self, tmp_path: Path):
         """The Fly API goes down just as the watcher starts the crashed machines: the failed
-        steps are recorded, the daemon keeps running, and once Fly answers again the machines
-        are started (each start call that reached Fly counted once)."""
-        keep: list[Any] = []
-        scenario = load_scenario(SCENARIOS / "all-machines-down.toml")
-
-        async def outage() -> None:
-            for _ in range(100_000):
-                if keep and keep[0].t() >= 131:
-                    break
-                await asyncio.sleep(0.005)
-            keep[0].inject(Fault(at_s=0, kind="fly_api_down", until_s=190))
-
-        task = asyncio.create_task(outage())
-        report = await run_scenario(scenario, ScaledClock(TIME_SCALE),
-                                    registry=CollectorRegistry(), workdir=tmp_path,
-                                    stop_at_s=420, keep=keep)
-        await task
-        world = keep[0]
+        steps are recorded, the daemon keeps running, and once Fly answers again every machine
+        is started and the world recovers."""
+        report, world = await _run_with(
+            "all-machines-down", tmp_path, stop_at_s=420, at_s=131,
+            do=lambda w: w.inject(Fault(at_s=0, kind="fly_api_down", until_s=190)))
         outcomes = Counter(a["outcome"] for a in report["actions"])
         assert outcomes["failed"] >= 1, report["actions"]
         assert world.recovered_at_s is not None
