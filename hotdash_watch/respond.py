@@ -208,7 +208,8 @@ class Responder:
         if entry.event is Event.OPENED:
             lines = j.opened_lines(incident, now, settings=self.settings)
         elif entry.event in (Event.ESCALATED, Event.DEESCALATED, Event.ESCALATED_TIMER):
-            lines = j.severity_lines(incident, entry, settings=self.settings)
+            lines = j.severity_lines(incident, entry, _taken_so_far(incident, entry.at),
+                                     settings=self.settings)
         elif entry.event is Event.RESOLVED:
             lines = j.resolved_lines(incident, j.preliminary_root_cause(incident, ()))
         else:
@@ -255,3 +256,26 @@ class Responder:
             _, late = await asyncio.wait(list(self._tasks), timeout=timeout_s)
             for t in late:
                 t.cancel()
+
+
+def _taken_so_far(incident: Incident, until: float) -> list[Any]:
+    """The mitigations on the timeline up to ``until``: ended ones with their outcome, the
+    one still running as "in progress" (the journal's "Action Taken:")."""
+    from hotdash_watch.records.journal import ActionRecord as Done
+
+    out: list[Any] = []
+    ended = set()
+    for e in incident.timeline:
+        if e.at > until or not isinstance(e.detail, dict):
+            continue
+        target = str(e.detail.get("target") or "")
+        if e.detail.get("action"):
+            started = e.detail.get("started_at")
+            ended.add((started, target))
+            out.append(Done(at=e.at, kind=str(e.detail["action"]), target=target,
+                            outcome=str(e.detail.get("outcome") or "")))
+        elif e.detail.get("starting"):
+            out.append(Done(at=e.at, kind=str(e.detail["starting"]), target=target,
+                            outcome="in progress"))
+    # A start whose end is also listed is shown once, with its outcome.
+    return [a for a in out if not (a.outcome == "in progress" and (a.at, a.target) in ended)]

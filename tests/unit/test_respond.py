@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
-from hotdash_watch.respond import PagePlan, pages_for, update_due
+from hotdash_watch.respond import PagePlan, _taken_so_far, pages_for, update_due
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings
 
@@ -71,3 +71,26 @@ class TestWatcherNotice:
         assert up.event is PageEvent.WATCHER_SIDE and down.is_resolution
         assert up.subject == "[SEV-3] hotdash-watch cannot see svc (watcher-side)"
         assert "no mitigation" in up.body and up.key != down.key
+
+
+class TestActionTakenSoFar:
+    def _timeline(self) -> Incident:
+        inc = _incident(Severity.SEV2, Event.OPENED)
+        start = TimelineEntry(at=T0 + 10, event=Event.MITIGATING, state=State.MITIGATING,
+                              severity=Severity.SEV2, reasons=("started: roll back",),
+                              detail={"starting": "rollback", "target": "app"})
+        end = TimelineEntry(at=T0 + 90, event=Event.NOTE, state=State.MITIGATING,
+                            severity=Severity.SEV2, reasons=("rollback of app ok",),
+                            detail={"action": "rollback", "target": "app", "outcome": "ok",
+                                    "started_at": T0 + 10})
+        return dataclasses.replace(inc, timeline=(*inc.timeline, start, end))
+
+    def test_a_running_action_is_in_progress(self):
+        """A severity change during a rollback says the rollback is in progress."""
+        acts = _taken_so_far(self._timeline(), T0 + 50)
+        assert [a.describe() for a in acts] == ["rollback app (in progress)"]
+
+    def test_an_ended_action_is_listed_once_with_its_outcome(self):
+        """After it ended, the same rollback appears once, with its outcome."""
+        acts = _taken_so_far(self._timeline(), T0 + 100)
+        assert [a.describe() for a in acts] == ["rollback app (ok)"]
