@@ -7,16 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import aiohttp
-from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.incident_model import Event, State
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings
+from tests.support.harness import running, tick
 from tests.support.target import LocalService
-
-STEP = 5.0  # seconds between passes: the default probe and evaluation interval
 
 
 @asynccontextmanager
@@ -24,22 +22,8 @@ async def daemon(url: str, store_url: str, clock: ManualClock) -> AsyncIterator[
     s = settings(apps=[{"name": "svc", "health_url": url}], store_url=store_url,
                  server={"host": "127.0.0.1", "port": 0},
                  probes={"timeout_s": 2, "reprobe_on_failure": False})
-    d = Daemon(s, clock, CollectorRegistry(), schedule=False)
-    await d.start()
-    try:
+    async with running(s, clock) as d:
         yield d
-    finally:
-        await d.stop()
-
-
-async def tick(d: Daemon, clock: ManualClock, n: int = 1) -> None:
-    """n passes as the scheduler would run them: probe, let time pass, evaluate."""
-    assert d.pipeline is not None
-    for _ in range(n):
-        for probe in d.pipeline.probes:
-            await d.pipeline.run_probe(probe)
-        clock.advance(STEP)
-        await d.pipeline.evaluate()
 
 
 def incident(d: Daemon):
@@ -197,40 +181,35 @@ class TestAdminApi:
         s = settings(apps=[{"name": "svc", "health_url": service.url}], store_url=url,
                      server={"host": "127.0.0.1", "port": 0, "api_token": "t0ken-s3cret"},
                      probes={"timeout_s": 2, "reprobe_on_failure": False})
-        d = Daemon(s, clock, CollectorRegistry(), schedule=False)
-        await d.start()
-        try:
-            async with aiohttp.ClientSession() as http:
-                body = {"app": "svc", "duration_s": 3600, "author": "dana", "reason": "deploy"}
-                async with http.post(f"{d.url}/api/silences", json=body) as r:
-                    assert r.status == 401
-                async with http.post(f"{d.url}/api/silences", json=body,
-                                     headers={"Authorization": "Bearer wrong"}) as r:
-                    assert r.status == 401
-                auth = {"Authorization": "Bearer t0ken-s3cret"}
-                async with http.post(f"{d.url}/api/silences", json={**body, "author": ""},
-                                     headers=auth) as r:
-                    assert r.status == 400 and "author" in (await r.json())["error"]
-                async with http.post(f"{d.url}/api/silences", json={**body, "app": "nope"},
-                                     headers=auth) as r:
-                    assert r.status == 400 and "svc" in (await r.json())["error"]
-                async with http.post(f"{d.url}/api/silences", json=body, headers=auth) as r:
-                    assert r.status == 201
-                    created = await r.json()
-                assert created["active"] and created["author"] == "dana"
-                async with http.get(f"{d.url}/api/silences") as r:
-                    assert [x["id"] for x in (await r.json())["silences"]] == [created["id"]]
-                async with http.delete(f"{d.url}/api/silences/{created['id']}",
-                                       headers=auth) as r:
-                    assert r.status == 200 and not (await r.json())["active"]
+        async with running(s, clock) as d, aiohttp.ClientSession() as http:
+            body = {"app": "svc", "duration_s": 3600, "author": "dana", "reason": "deploy"}
+            async with http.post(f"{d.url}/api/silences", json=body) as r:
+                assert r.status == 401
+            async with http.post(f"{d.url}/api/silences", json=body,
+                                 headers={"Authorization": "Bearer wrong"}) as r:
+                assert r.status == 401
+            auth = {"Authorization": "Bearer t0ken-s3cret"}
+            async with http.post(f"{d.url}/api/silences", json={**body, "author": ""},
+                                 headers=auth) as r:
+                assert r.status == 400 and "author" in (await r.json())["error"]
+            async with http.post(f"{d.url}/api/silences", json={**body, "app": "nope"},
+                                 headers=auth) as r:
+                assert r.status == 400 and "svc" in (await r.json())["error"]
+            async with http.post(f"{d.url}/api/silences", json=body, headers=auth) as r:
+                assert r.status == 201
+                created = await r.json()
+            assert created["active"] and created["author"] == "dana"
+            async with http.get(f"{d.url}/api/silences") as r:
+                assert [x["id"] for x in (await r.json())["silences"]] == [created["id"]]
+            async with http.delete(f"{d.url}/api/silences/{created['id']}",
+                                   headers=auth) as r:
+                assert r.status == 200 and not (await r.json())["active"]
 
-                service.error_ratio = 1.0
-                await tick(d, clock, 8)
-                inc = incident(d)
-                async with http.post(f"{d.url}/api/incidents/{inc.id}/acknowledge",
-                                     json={"author": "dana"}, headers=auth) as r:
-                    assert r.status == 200
-                    timeline = (await r.json())["timeline"]
-                assert timeline[-1]["reasons"] == ["acknowledged by dana"]
-        finally:
-            await d.stop()
+            service.error_ratio = 1.0
+            await tick(d, clock, 8)
+            inc = incident(d)
+            async with http.post(f"{d.url}/api/incidents/{inc.id}/acknowledge",
+                                 json={"author": "dana"}, headers=auth) as r:
+                assert r.status == 200
+                timeline = (await r.json())["timeline"]
+            assert timeline[-1]["reasons"] == ["acknowledged by dana"]

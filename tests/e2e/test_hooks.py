@@ -10,16 +10,15 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.server import alert_severity
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings
+from tests.support.harness import running, tick
 from tests.support.target import LocalService
 
-STEP = 5.0
 TOKEN = "hooks-tok-7c41e2d9"
 NO_END = "0001-01-01T00:00:00Z"  # what Alertmanager sends as endsAt of a firing alert
 
@@ -29,22 +28,8 @@ async def daemon(url: str, clock: ManualClock, **server: Any) -> AsyncIterator[D
     s = settings(apps=[{"name": "svc", "health_url": url}],
                  server={"host": "127.0.0.1", "port": 0, **server},
                  probes={"timeout_s": 2, "reprobe_on_failure": False})
-    d = Daemon(s, clock, CollectorRegistry(), schedule=False)
-    await d.start()
-    try:
+    async with running(s, clock) as d:
         yield d
-    finally:
-        await d.stop()
-
-
-async def tick(d: Daemon, clock: ManualClock, n: int = 1) -> None:
-    """n passes as the scheduler would run them: probe, let time pass, evaluate."""
-    assert d.pipeline is not None
-    for _ in range(n):
-        for probe in d.pipeline.probes:
-            await d.pipeline.run_probe(probe)
-        clock.advance(STEP)
-        await d.pipeline.evaluate()
 
 
 def alert(status: str = "firing", *, fingerprint: str | None = "f1", ends_at: str = NO_END,

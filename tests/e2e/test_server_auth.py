@@ -9,12 +9,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import ConfigError
 from hotdash_watch.daemon import Daemon
 from tests.support.factories import settings
+from tests.support.harness import running
 from tests.support.target import LocalService
 
 API_TOKEN = "api-tok-3e8d1f0a"
@@ -25,12 +25,8 @@ METRICS_TOKEN = "metrics-tok-b52c9e77"
 async def daemon(url: str, clock: ManualClock, **server: Any) -> AsyncIterator[Daemon]:
     s = settings(apps=[{"name": "svc", "health_url": url}],
                  server={"host": "127.0.0.1", "port": 0, **server})
-    d = Daemon(s, clock, CollectorRegistry(), schedule=False)
-    await d.start()
-    try:
+    async with running(s, clock) as d:
         yield d
-    finally:
-        await d.stop()
 
 
 def bearer(token: str | None) -> dict[str, str]:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client import CollectorRegistry
 
 from hotdash_watch.cli import main
 from hotdash_watch.clock import ManualClock, SystemClock
@@ -20,9 +19,8 @@ from hotdash_watch.incident_model import State
 from hotdash_watch.records.report import parse_report
 from tests.support.alertmanager import running_alertmanager
 from tests.support.factories import settings
+from tests.support.harness import running, tick
 from tests.support.target import LocalService
-
-STEP = 5.0
 
 
 @asynccontextmanager
@@ -35,23 +33,8 @@ async def daemon(url: str, tmp_path: Path, clock: ManualClock,
                  notify={"channels": channels,
                          "journal_path": str(tmp_path / "feedback" / "reliability.md"),
                          "artifacts_dir": str(tmp_path / "artifacts" / "reliability")})
-    d = Daemon(s, clock, CollectorRegistry(), schedule=False)
-    await d.start()
-    try:
+    async with running(s, clock) as d:
         yield d
-    finally:
-        await d.stop()
-
-
-async def tick(d: Daemon, clock: ManualClock, n: int = 1, step: float = STEP) -> None:
-    assert d.pipeline is not None
-    for _ in range(n):
-        for probe in d.pipeline.probes:
-            await d.pipeline.run_probe(probe)
-        clock.advance(step)
-        await d.pipeline.evaluate()
-        if d.outbox is not None:
-            await d.outbox.deliver_due()
 
 
 async def _alerts(http: aiohttp.ClientSession, am: str) -> list[dict[str, object]]:
@@ -78,9 +61,9 @@ class TestAlertmanager:
                 daemon(service.url, tmp_path, clock,
                        [{"name": "am", "kind": "alertmanager", "url": am}], **quick) as d, \
                 aiohttp.ClientSession() as http:
-            await tick(d, clock, 4, step=0.5)
+            await tick(d, clock, 4, step=0.5, deliver=True)
             service.error_ratio = 1.0
-            await tick(d, clock, 4, step=0.5)
+            await tick(d, clock, 4, step=0.5, deliver=True)
             inc = d.pipeline.apps["svc"].incident
             assert inc is not None
             firing = [a for a in await _alerts(http, am)
@@ -93,7 +76,7 @@ class TestAlertmanager:
             for _ in range(200):
                 if d.pipeline.apps["svc"].incident is None:
                     break
-                await tick(d, clock, step=0.5)
+                await tick(d, clock, step=0.5, deliver=True)
             assert d.pipeline.apps["svc"].incident is None
             # endsAt is the resolution time on our clock, a little ahead of Alertmanager's.
             assert await _alerts(http, am) == []
@@ -106,13 +89,13 @@ class TestRecords:
         """An incident leaves the runbook's journal lines, a diagnostics folder named after it,
         and a report whose timeline matches the store."""
         async with daemon(service.url, tmp_path, clock, []) as d:
-            await tick(d, clock, 3)
+            await tick(d, clock, 3, deliver=True)
             service.error_ratio = 1.0
-            await tick(d, clock, 8)
+            await tick(d, clock, 8, deliver=True)
             inc_id = d.pipeline.apps["svc"].incident.id
             service.error_ratio = 0.0
             while d.pipeline.apps["svc"].incident is not None:
-                await tick(d, clock)
+                await tick(d, clock, deliver=True)
             await d.responder.drain(10)
             stored = await d.store.get_incident(inc_id)
         assert stored.state is State.RESOLVED

@@ -19,11 +19,11 @@ from hotdash_watch.metrics import ACTION_OUTCOMES, ACTIONS
 from hotdash_watch.severity import Severity
 from tests.deploy.promql import DASHBOARD, dashboard_queries
 from tests.support.factories import settings
+from tests.support.harness import running, tick
 from tests.support.prometheus import JOB, Prometheus, promtool, running_prometheus
 from tests.support.services import free_port
 from tests.support.target import LocalService
 
-STEP = 5.0
 ALERTS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "alerts.yml"
 SeriesKey = tuple[str, frozenset[tuple[str, str]]]
 
@@ -40,23 +40,8 @@ async def daemon(url: str, tmp_path: Path, clock: ManualClock) -> AsyncIterator[
                  notify={"channels": [{"name": "oncall", "kind": "webhook", "url": dead}],
                          "journal_path": str(tmp_path / "feedback" / "reliability.md"),
                          "artifacts_dir": str(tmp_path / "artifacts")})
-    d = Daemon(s, clock, CollectorRegistry(), schedule=False)
-    await d.start()
-    try:
+    async with running(s, clock) as d:
         yield d
-    finally:
-        await d.stop()
-
-
-async def tick(d: Daemon, clock: ManualClock, n: int = 1) -> None:
-    assert d.pipeline is not None
-    for _ in range(n):
-        for probe in d.pipeline.probes:
-            await d.pipeline.run_probe(probe)
-        clock.advance(STEP)
-        await d.pipeline.evaluate()
-        if d.outbox is not None:
-            await d.outbox.deliver_due()
 
 
 async def settle(d: Daemon) -> None:
@@ -102,10 +87,10 @@ class TestPrometheusScrape:
         evaluates without error and fires HotdashSev1Open for the app; every query of the
         Grafana dashboard runs, and its severity panel shows SEV-1."""
         async with daemon(service.url, tmp_path, clock) as d:
-            await tick(d, clock, 4)
+            await tick(d, clock, 4, deliver=True)
             service.error_ratio = 1.0
             for _ in range(20):
-                await tick(d, clock)
+                await tick(d, clock, deliver=True)
                 inc = d.pipeline.apps["svc"].incident
                 if inc is not None and inc.severity is Severity.SEV1:
                     break
@@ -190,7 +175,7 @@ class TestPrometheusScrape:
         series in it) reports no error and no lint problem."""
         async with daemon(service.url, tmp_path, clock) as d:
             service.error_ratio = 1.0
-            await tick(d, clock, 6)
+            await tick(d, clock, 6, deliver=True)
             await settle(d)
             async with aiohttp.ClientSession() as http, http.get(f"{d.url}/metrics") as r:
                 assert r.status == 200
