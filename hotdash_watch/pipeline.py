@@ -470,7 +470,8 @@ class Pipeline:
                 text = f"started: {rec.text}"
             elif rec.kind.touches_fly and rec.outcome in (Outcome.OK, Outcome.FAILED,
                                                           Outcome.DEFERRED):
-                text = f"{rec.kind.value} of {rec.target} {rec.outcome.value}: {text}"
+                head = f"{rec.kind.value} of {rec.target}"
+                text = f"{head} {rec.outcome.value}: {str(text).removeprefix(head + ': ')}"
             entry = TimelineEntry(at=now, event=event, state=inc.state, severity=inc.severity,
                                   reasons=(str(text),), detail=detail)
             return inc, [entry]
