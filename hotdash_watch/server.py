@@ -1,7 +1,7 @@
 """The watcher's HTTP surface.
 
 Read: ``/metrics``, ``/healthz``, ``/readyz``, ``/api/incidents``, ``/api/incidents/{id}``,
-``/api/silences``, ``/api/pages``. Mutations (``POST /api/silences``,
+``/api/silences``, ``/api/pages``, ``/api/actions``. Mutations (``POST /api/silences``,
 ``DELETE /api/silences/{id}``, ``POST /api/incidents/{id}/acknowledge``) need
 ``Authorization: Bearer <server.api_token>``; without a configured token they are refused.
 ``POST /hooks/alertmanager`` takes Alertmanager's webhook (bearer ``server.hooks_token``, else
@@ -242,6 +242,26 @@ async def list_pages(request: web.Request) -> web.Response:
          "last_error": r.last_error, "subject": r.page.get("subject")} for r in rows]})
 
 
+async def list_actions(request: web.Request) -> web.Response:
+    """Mitigation steps, newest first: done, failed, vetoed (with the guard), dry-run, deferred."""
+    p = request.app[PIPELINE]
+    q = request.query
+    try:
+        limit = int(q.get("limit", "100"))
+        days = float(q.get("days", "7"))
+        if not 1 <= limit <= 1000 or not 0 < days <= 366:
+            raise ValueError
+    except ValueError:
+        return _error(400, "limit must be an integer from 1 to 1000 and days a number of days "
+                      f"above 0 and up to 366, got limit={q.get('limit')!r} days={q.get('days')!r}")
+    since = p.clock.timestamp() - days * 86400
+    rows = await p.store.actions_since(since, app=q.get("app"),
+                                       incident_id=q.get("incident_id"))
+    newest = sorted(rows, key=lambda a: (a.at, a.id or 0), reverse=True)[:limit]
+    return web.json_response({"actions": [
+        {**a.as_dict(), "at": _iso(a.at), "ended_at": _iso(a.ended_at)} for a in newest]})
+
+
 # -- /hooks/alertmanager ---------------------------------------------------------------------
 
 APP_LABELS = ("target_app", "app", "fly_app")
@@ -434,5 +454,6 @@ def make_app(pipeline: Pipeline) -> web.Application:
     app.router.add_post("/api/silences", create_silence)
     app.router.add_delete("/api/silences/{id}", end_silence)
     app.router.add_get("/api/pages", list_pages)
+    app.router.add_get("/api/actions", list_actions)
     app.router.add_post("/hooks/alertmanager", alertmanager_hook)
     return app
