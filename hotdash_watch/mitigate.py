@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -39,7 +40,7 @@ from hotdash_watch.fly import FlyClient, FlyError
 from hotdash_watch.guards import Decision, GuardContext, GuardName, Verdict, check
 from hotdash_watch.incident_model import Incident, State
 from hotdash_watch.metrics import Metrics
-from hotdash_watch.policy import MachineView, ReleaseView, Situation, Step, plan
+from hotdash_watch.policy import MachineView, ReleaseView, Situation, Step, Why, plan
 from hotdash_watch.severity import Severity
 
 __all__ = ["Mitigator"]
@@ -472,9 +473,8 @@ def _running_image(state: Any) -> tuple[str | None, int | None]:
     return image, version
 
 
-def _why(rec: ActionRecord) -> Any:
-    from hotdash_watch.policy import Why
-
+def _why(rec: ActionRecord) -> Why:
+    """The reason a stored step was planned for (records of an older version: no_safe_action)."""
     try:
         return Why(rec.reason)
     except ValueError:
@@ -482,6 +482,4 @@ def _why(rec: ActionRecord) -> Any:
 
 
 def _iso(ts: float) -> str:
-    from datetime import UTC, datetime
-
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")

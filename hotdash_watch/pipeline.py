@@ -489,22 +489,22 @@ class Pipeline:
                        now: float) -> None:
         """Raise the incident to ``to`` for a reason the signals alone do not carry (a
         mitigation that did not resolve it); the level holds until the signals clear."""
+        escalated: list[TimelineEntry] = []
 
         def make(inc: Incident) -> tuple[Incident, list[TimelineEntry]]:
             if not to.worse_than(inc.severity) or not inc.is_open:
                 return inc, []
             new = dataclasses.replace(inc, severity=to, severity_since=now, updated_at=now,
                                       max_severity=Severity.worst(inc.max_severity, to))
-            return new, [TimelineEntry(at=now, event=Event.ESCALATED, state=new.state,
-                                       severity=to, reasons=(reason,),
-                                       detail={"from": inc.severity.value})]
+            escalated.append(TimelineEntry(at=now, event=Event.ESCALATED, state=new.state,
+                                           severity=to, reasons=(reason,),
+                                           detail={"from": inc.severity.value}))
+            return new, escalated
 
         state = self.apps.get(app)
         persisted = await self._append(app, incident_id, make)
-        if persisted is None or not persisted.timeline \
-                or persisted.timeline[-1].event is not Event.ESCALATED \
-                or persisted.timeline[-1].at != now:
-            return
+        if persisted is None or not escalated:
+            return  # not written, or nothing to raise (already at that severity, or closed)
         if state is not None:
             state.floor = to
         self.metrics.set_severity(app, to)
@@ -512,7 +512,7 @@ class Pipeline:
                   reasons=[reason])
         if self.responder is not None:
             try:
-                await self.responder.on_step(persisted, [persisted.timeline[-1]])
+                await self.responder.on_step(persisted, escalated)
             except Exception:
                 log.exception("respond_failed", app=app)
 
