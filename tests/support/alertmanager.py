@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
-import subprocess
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
-import aiohttp
-
-from tests.support.services import alertmanager_binary, free_port, service_unavailable
+from tests.support.services import alertmanager_binary, free_port, server_process
 
 CONFIG = """
 route:
@@ -30,35 +26,8 @@ async def running_alertmanager(workdir: Path, config: str = CONFIG) -> AsyncIter
     workdir.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - test set-up, tiny
     (workdir / "am.yml").write_text(config)
     (workdir / "data").mkdir(exist_ok=True)
-    log = (workdir / "alertmanager.log").open("w")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
-        [binary, f"--config.file={workdir / 'am.yml'}", f"--storage.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as http:
-            for _ in range(100):
-                if proc.poll() is not None:
-                    break
-                try:
-                    async with http.get(f"{url}/-/ready") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                service_unavailable(f"Alertmanager did not become ready on {url}")
-        if proc.poll() is not None:
-            service_unavailable("Alertmanager exited at start: "
-                                + (workdir / "alertmanager.log").read_text()[-500:])
+    argv = [binary, f"--config.file={workdir / 'am.yml'}", f"--storage.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    async with server_process("Alertmanager", argv, url, workdir / "alertmanager.log"):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()

@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 
-from tests.support.services import free_port, service_unavailable
+from tests.support.services import free_port, server_process, service_unavailable
 
 __all__ = ["Prometheus", "prometheus_binary", "promtool", "promtool_binary",
            "running_prometheus"]
@@ -125,37 +125,10 @@ async def running_prometheus(workdir: Path, targets: Sequence[str], *,
     config = workdir / "prometheus.yml"
     config.write_text(_config(targets, scrape_interval, rule_files))
     log_path = workdir / "prometheus.log"
-    log = log_path.open("w")
-    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
-        [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
-         f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
-         "--log.level=warn"],
-        stdout=log, stderr=subprocess.STDOUT,
-    )
     url = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
-            loop = asyncio.get_running_loop()
-            end = loop.time() + READY_DEADLINE_S
-            while proc.poll() is None:
-                try:
-                    async with http.get(f"{url}/-/ready") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    pass
-                if loop.time() > end:
-                    service_unavailable(f"Prometheus did not become ready on {url}")
-                await asyncio.sleep(0.1)
-            if proc.poll() is not None:
-                service_unavailable("Prometheus exited at start: "
-                                    + log_path.read_text()[-500:])
-            yield Prometheus(url, http, log_path)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+    argv = [binary, f"--config.file={config}", f"--storage.tsdb.path={workdir / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=1h",
+            "--log.level=warn"]
+    async with (server_process("Prometheus", argv, url, log_path, ready_s=READY_DEADLINE_S),
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http):
+        yield Prometheus(url, http, log_path)

@@ -11,14 +11,18 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import subprocess
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
-__all__ = ["POSTGRES_URL", "require_postgres_url", "service_unavailable"]
+__all__ = ["POSTGRES_URL", "require_postgres_url", "server_process", "service_unavailable"]
 
 POSTGRES_URL = os.environ.get(
     "HOTDASH_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -87,3 +91,42 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+@asynccontextmanager
+async def server_process(name: str, argv: Sequence[str], url: str, log_path: Path, *,
+                         ready_s: float = 10.0) -> AsyncIterator[subprocess.Popen[bytes]]:
+    """Run a Prometheus-family server (``argv``) logging to ``log_path``; yield once
+    ``url/-/ready`` answers 200. A server that exits at start or is not ready within
+    ``ready_s`` is ``service_unavailable`` (its log tail in the reason). Always stopped after."""
+    import aiohttp
+
+    log = log_path.open("w")
+    proc = subprocess.Popen(  # noqa: ASYNC220 - started once, returns at once
+        list(argv), stdout=log, stderr=subprocess.STDOUT)
+    try:
+        loop = asyncio.get_running_loop()
+        end = loop.time() + ready_s
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while proc.poll() is None:
+                try:
+                    async with http.get(f"{url}/-/ready") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    pass
+                if loop.time() > end:
+                    service_unavailable(f"{name} did not become ready on {url}")
+                await asyncio.sleep(0.1)
+        if proc.poll() is not None:
+            tail = log_path.read_text()[-500:]  # noqa: ASYNC240 - a failing start, tiny
+            service_unavailable(f"{name} exited at start: {tail}")
+        yield proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
