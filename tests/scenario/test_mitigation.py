@@ -47,15 +47,16 @@ async def _run(name: str, tmp_path: Path, *, stop_at_s: float, config: str | Non
     return report, keep[0]
 
 
-async def _run_with(name: str, tmp_path: Path, *, stop_at_s: float, at_s: float,
-                    do: Callable[[World], Any]) -> tuple[dict[str, Any], World]:
-    """Run the scenario, and call ``do(world)`` once scenario time ``at_s`` is reached (an
-    outside actor: a deploy taking leases, Fly's API going down)."""
+async def _run_with(name: str, tmp_path: Path, *, stop_at_s: float,
+                    when: Callable[[World], bool], do: Callable[[World], Any]
+                    ) -> tuple[dict[str, Any], World]:
+    """Run the scenario, and call ``do(world)`` as soon as ``when(world)`` holds (an outside
+    actor: a deploy taking leases, Fly's API going down)."""
     keep: list[Any] = []
 
     async def actor() -> None:
         for _ in range(100_000):
-            if keep and keep[0].t() >= at_s:
+            if keep and (when(keep[0]) or keep[0].t() >= stop_at_s):
                 break
             await asyncio.sleep(0.005)
         do(keep[0])
@@ -185,7 +186,7 @@ class TestLeaseHeldElsewhere:
                 world.hold_lease(MCP, m.id, owner="deploy@ci", ttl_s=60)
 
         report, world = await _run_with("all-machines-down", tmp_path, stop_at_s=400,
-                                        at_s=121, do=deploy_holds_leases)
+                                        when=lambda w: w.t() >= 121, do=deploy_holds_leases)
         deferred = _acted(report, "deferred")
         assert deferred and deferred[0]["kind"] == "start", report["actions"]
         assert deferred[0]["at_s"] < 181
@@ -316,12 +317,17 @@ class TestEscalation:
 
 class TestFlyFaultsDuringMitigation:
     async def test_fly_api_outage_mid_mitigation_is_recorded_and_retried(self, tmp_path: Path):
-        """The Fly API goes down just as the watcher starts the crashed machines: the failed
-        steps are recorded, the daemon keeps running, and once Fly answers again every machine
-        is started and the world recovers."""
-        report, world = await _run_with(
-            "all-machines-down", tmp_path, stop_at_s=420, at_s=131,
-            do=lambda w: w.inject(Fault(at_s=0, kind="fly_api_down", until_s=190)))
+        """The Fly API goes down right after the first start is sent, for longer than the
+        action may wait: that start is recorded failed (not confirmed), the daemon keeps
+        running, and once Fly answers again every machine is started and the world recovers."""
+        def first_start(w: World) -> bool:
+            return any(m["call"] == "start" for m in w.mutations)
+
+        def outage(w: World) -> None:
+            w.inject(Fault(at_s=0, kind="fly_api_down", until_s=w.t() + 140))
+
+        report, world = await _run_with("all-machines-down", tmp_path, stop_at_s=480,
+                                        when=first_start, do=outage)
         outcomes = Counter(a["outcome"] for a in report["actions"])
         assert outcomes["failed"] >= 1, report["actions"]
         assert world.recovered_at_s is not None
