@@ -25,8 +25,9 @@ from hotdash_watch.metrics import Metrics
 from hotdash_watch.pipeline import Pipeline, build
 from hotdash_watch.records.store import Store
 from hotdash_watch.respond import Responder
-from hotdash_watch.scheduler import Scheduler
+from hotdash_watch.scheduler import ClockScheduler, Scheduler
 from hotdash_watch.server import make_app
+from hotdash_watch.virtual_time import VirtualClock
 
 __all__ = ["Daemon", "run_until_signalled"]
 
@@ -51,7 +52,7 @@ class Daemon:
         self.store: Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.pipeline: Pipeline | None = None
-        self.scheduler: Scheduler | None = None
+        self.scheduler: Scheduler | ClockScheduler | None = None
         self.outbox: Any = None  # notify.outbox.Outbox when channels are configured
         self.responder: Responder | None = None
         self._outbox_task: asyncio.Task[None] | None = None
@@ -97,7 +98,9 @@ class Daemon:
         sockets = getattr(server, "sockets", None) or []
         self.port = sockets[0].getsockname()[1] if sockets else s.server.port
         if self.schedule:
-            self.scheduler = Scheduler(self.pipeline)
+            # APScheduler reads the wall clock, which does not move on virtual time.
+            virtual = isinstance(self.clock, VirtualClock)
+            self.scheduler = (ClockScheduler if virtual else Scheduler)(self.pipeline)
             self.scheduler.start()
         self.started.set()
         _release_startup_memory()
