@@ -9,6 +9,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from hotdash_watch import logs
@@ -44,19 +45,26 @@ def _parser() -> argparse.ArgumentParser:
 
     sim = sub.add_parser("simulate", help="run a scenario: the simulator and the daemon together")
     sim.add_argument("scenario", help="scenario TOML file (see config/scenarios/)")
-    sim.add_argument("--time-scale", type=float, default=60.0,
-                     help="every duration divided by this (default 60)")
+    sim.add_argument("--time-scale", type=float, default=None,
+                     help="pace the run for watching: N scenario seconds per real second "
+                     "(default: as fast as the work allows, on virtual time)")
     sim.add_argument("--report", help="write the JSON report to this file")
+    sim.add_argument("--workdir", help="keep the store, journal, diagnostics and each "
+                     "incident's report.md in this folder (default: a temporary one, removed)")
     sim.add_argument("--config", "-c", help="daemon settings; targets are pointed at the simulator")
     sim.add_argument("--dry-run", action="store_true",
                      help="plan and record mitigations, change nothing in the simulator")
 
     rep = sub.add_parser("report", help="print an incident's post-incident report from the store")
     rep.add_argument("id", help="incident ID, e.g. INC-20261127-001610")
-    rep.add_argument("--config", "-c")
+    rep.add_argument("--config", "-c", help="settings file naming the store "
+                     "(simulate --workdir writes DIR/records.toml)")
+    rep.add_argument("--store", help="store URL or SQLite file (overrides the settings)")
 
     inc = sub.add_parser("incidents", help="list incidents from the store")
-    inc.add_argument("--config", "-c")
+    inc.add_argument("--config", "-c", help="settings file naming the store "
+                     "(simulate --workdir writes DIR/records.toml)")
+    inc.add_argument("--store", help="store URL or SQLite file (overrides the settings)")
     inc.add_argument("--app")
     inc.add_argument("--open", action="store_true", help="only open incidents")
     inc.add_argument("--limit", type=int, default=20)
@@ -91,12 +99,35 @@ async def _run(args: argparse.Namespace) -> int:
         return 1
 
 
-async def _with_store(config: str | None,
+def _store_url(value: str) -> str:
+    """``--store``: a store URL as it is, a file path as an SQLite store."""
+    if "://" in value:
+        return value
+    return f"sqlite+aiosqlite:///{Path(value).resolve()}"
+
+
+def _missing_sqlite(url: str) -> Path | None:
+    """The SQLite file ``url`` names when it does not exist (opening it would create it)."""
+    prefix = "sqlite+aiosqlite:///"
+    if not url.startswith(prefix) or ":memory:" in url:
+        return None
+    path = Path(url[len(prefix):].split("?", 1)[0])
+    return None if path.exists() else path
+
+
+async def _with_store(config: str | None, store_url: str | None,
                       work: Callable[[Any, Settings], Awaitable[int]]) -> int:
-    """Open the configured store, run ``work`` on it, close it; a store error is one line."""
+    """Open the configured store, run ``work`` on it, close it; a store error is one line.
+    A store that does not exist is an error, never created empty."""
     from hotdash_watch.records.store import Store, StoreError
 
-    settings = _settings(config)
+    settings = _settings(config, store_url=_store_url(store_url) if store_url else None)
+    missing = _missing_sqlite(settings.store_url)
+    if missing is not None:
+        print(f"hotdash-watch: no store at {missing} (store_url {settings.store_url}); "
+              "name one with --config FILE or --store PATH (simulate --workdir DIR keeps "
+              "DIR/simulate.db)", file=sys.stderr)
+        return 1
     try:
         store = await Store.open(settings.store_url)
     except StoreError as e:
@@ -112,7 +143,7 @@ async def _with_store(config: str | None,
 
 
 async def _incidents(args: argparse.Namespace) -> int:
-    return await _with_store(args.config, partial(_list_incidents, args))
+    return await _with_store(args.config, args.store, partial(_list_incidents, args))
 
 
 async def _list_incidents(args: argparse.Namespace, store: Any, settings: Settings) -> int:
@@ -145,19 +176,38 @@ async def _list_incidents(args: argparse.Namespace, store: Any, settings: Settin
     return 0
 
 
-async def _simulate(args: argparse.Namespace) -> int:
-    from hotdash_watch.sim.runner import simulate, write_report
+def _simulate(args: argparse.Namespace) -> int:
+    from hotdash_watch.sim.runner import Kept, simulate, write_report
 
-    if args.time_scale <= 0:
+    if args.time_scale is not None and args.time_scale <= 0:
         print(f"hotdash-watch: --time-scale must be > 0, got {args.time_scale:g}",
               file=sys.stderr)
         return EXIT_CONFIG
-    logs.configure("auto", "warning")
-    report = await simulate(args.scenario, time_scale=args.time_scale, config=args.config,
-                            dry_run=args.dry_run or None)
+    workdir = Path(args.workdir).resolve() if args.workdir else None
+    if workdir is not None:
+        try:
+            workdir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            print(f"hotdash-watch: --workdir {args.workdir}: {e.strerror}", file=sys.stderr)
+            return EXIT_CONFIG
+        if (workdir / "simulate.db").exists():
+            print(f"hotdash-watch: --workdir {args.workdir} already holds a simulation "
+                  "(simulate.db); name an empty folder", file=sys.stderr)
+            return EXIT_CONFIG
+    kept: list[Kept] = []
+    report = simulate(args.scenario, time_scale=args.time_scale, config=args.config,
+                      dry_run=args.dry_run or None, workdir=workdir, kept=kept,
+                      on_clock=lambda clock: logs.configure("auto", "warning", clock=clock))
     if args.report:
         write_report(report, args.report)
     print(render_report(report))
+    for k in kept:
+        print(f"records kept in {k.workdir}:\n  store    {k.store_url}\n"
+              f"  journal  {k.journal}")
+        for inc_id, path in k.reports.items():
+            print(f"  report   {inc_id}: {path}")
+        print(f"  read them: hotdash-watch incidents --config {k.settings_file}\n"
+              f"             hotdash-watch report INC-... --config {k.settings_file}")
     return 0
 
 
@@ -166,7 +216,9 @@ def render_report(report: dict[str, object]) -> str:
     incidents = report["incidents"]
     s = report["summary"]
     assert isinstance(incidents, list) and isinstance(s, dict)
-    lines = [f"scenario {report['scenario']} (time scale {report['time_scale']:g}): "
+    scale = report["time_scale"]
+    pace = "virtual time" if scale is None else f"time scale {scale:g}"
+    lines = [f"scenario {report['scenario']} ({pace}): "
              f"{len(incidents)} incident(s), {s['actions']} action(s), "
              f"{len(report['pages'])} page(s)"]  # type: ignore[arg-type]
     for i in incidents:
@@ -196,7 +248,7 @@ def render_report(report: dict[str, object]) -> str:
 
 
 async def _report(args: argparse.Namespace) -> int:
-    return await _with_store(args.config, partial(_print_report, args))
+    return await _with_store(args.config, args.store, partial(_print_report, args))
 
 
 async def _print_report(args: argparse.Namespace, store: Any, settings: Settings) -> int:
@@ -224,9 +276,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             return asyncio.run(_run(args))
         if args.command == "demo":
-            from hotdash_watch.demo import run_demo
+            from hotdash_watch.demo import demo
 
-            return asyncio.run(run_demo(args.time_scale, args.port, args.exit_when_done))
+            if args.time_scale <= 0:
+                print(f"hotdash-watch: --time-scale must be > 0, got {args.time_scale:g}",
+                      file=sys.stderr)
+                return EXIT_CONFIG
+            return demo(args.time_scale, args.port, args.exit_when_done)
         if args.command == "incidents":
             return asyncio.run(_incidents(args))
         if args.command == "report":
@@ -235,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             from hotdash_watch.sim.scenario import ScenarioError
 
             try:
-                return asyncio.run(_simulate(args))
+                return _simulate(args)
             except ScenarioError as e:
                 print(str(e), file=sys.stderr)
                 return EXIT_CONFIG

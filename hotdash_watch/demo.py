@@ -1,12 +1,13 @@
 """``hotdash-watch demo`` (and ``make run``): the daemon against the built-in Fly simulator.
 
 No credentials, no network: the simulator plays Fly (Machines API, releases, logs, edge metrics,
-the apps' public URLs) for the runbook's two apps, on a clock running ``time_scale`` times faster
-than real time. One minute in, both machines of ``hotdash-llamaindex-mcp`` crash and stay
-stopped (autostart is off, as for an always-on service). The daemon detects the SEV-1 from the
-Machines API, pages, starts the machines one at a time under their leases (for real, in the
-simulator), verifies the recovery through the runbook's 10-minute stabilization, resolves the
-incident, and the demo prints the timeline.
+the apps' public URLs) for the runbook's two apps, on virtual time paced at ``time_scale``
+scenario seconds per real second (``hotdash_watch.virtual_time``: the watcher's own work takes
+no scenario time, so a busy machine sees the same incident). One minute in, both machines of
+``hotdash-llamaindex-mcp`` crash and stay stopped (autostart is off, as for an always-on
+service). The daemon detects the SEV-1 from the Machines API, pages, starts the machines one at
+a time under their leases (for real, in the simulator), verifies the recovery through the
+runbook's 10-minute stabilization, resolves the incident, and the demo prints the timeline.
 """
 
 from __future__ import annotations
@@ -19,14 +20,13 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from hotdash_watch import logs
-from hotdash_watch.clock import ScaledClock
+from hotdash_watch import logs, virtual_time
 from hotdash_watch.daemon import Daemon, run_until_signalled
 from hotdash_watch.sim.app import SimServer
 from hotdash_watch.sim.runner import PageReceiver, settings_for
 from hotdash_watch.sim.scenario import Scenario, parse_scenario
 
-__all__ = ["DEMO_SCENARIO", "demo_scenario", "run_demo"]
+__all__ = ["DEMO_SCENARIO", "demo", "demo_scenario", "run_demo"]
 
 DEMO_SCENARIO = """
 name = "demo"
@@ -94,9 +94,17 @@ async def _narrate(daemon: Daemon, sim: SimServer, receiver: PageReceiver,
                   "(Ctrl-C to stop)", flush=True)
 
 
+def demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: bool = False,
+         log_format: str = "auto") -> int:
+    """``hotdash-watch demo``: ``run_demo`` on a virtual-time loop paced at ``time_scale``."""
+    return virtual_time.run(run_demo(time_scale, port, exit_when_done, log_format),
+                            pace=time_scale)
+
+
 async def run_demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: bool = False,
                    log_format: str = "auto") -> int:
-    clock = ScaledClock(time_scale)
+    """The demo on the running loop, which must be a ``VirtualTimeLoop`` (``demo``)."""
+    clock = virtual_time.VirtualClock.running()
     logs.configure(log_format, "info", clock=clock)
     scenario = demo_scenario()
     sim = SimServer(scenario, clock)

@@ -1,9 +1,16 @@
-"""``simulate``: the simulator and the daemon together on one scaled clock, and the report.
+"""``simulate``: the simulator and the daemon together on one virtual clock, and the report.
 
-Every duration (probe intervals, windows, timers, the scenario's own clock) is divided by the
-time scale: both sides read the same ``ScaledClock``. The daemon is configured exactly as a
-user would configure it (defaults, or ``--config`` with its targets pointed at the simulator);
-only base URLs and the token differ from production.
+Both sides run in one process on a ``VirtualTimeLoop`` (``hotdash_watch.virtual_time``): time
+moves only when every task waits, straight to the next timer. Latency the simulator injects is
+latency; the CPU time of the watcher and the simulator is none, so a scenario gives the same
+report on an idle machine and on a busy one, and runs as fast as the work allows.
+``--time-scale N`` paces the jumps for a person watching (N scenario seconds per real second).
+The daemon is configured exactly as a user would configure it (defaults, or ``--config`` with
+its targets pointed at the simulator); only base URLs and the token differ from production.
+
+``--workdir DIR`` keeps the run's records: the store, the journal, the diagnostics and a
+``report.md`` per incident, and ``DIR/records.toml``, a settings file that points ``hotdash-watch
+report`` and ``incidents`` at them. Without it they live in a temporary folder removed at the end.
 
 Report times are scenario seconds from the scenario's start. The summary's durations are
 measured from the first fault's ``at_s``: ``detection_latency_s`` (first incident opened),
@@ -16,7 +23,9 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +33,19 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
+from hotdash_watch import virtual_time
 from hotdash_watch.action_model import ActionRecord
-from hotdash_watch.clock import Clock, ScaledClock
+from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings, load_settings
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.incident_model import Incident
+from hotdash_watch.records.report import write_report as write_incident_report
 from hotdash_watch.severity import Severity
 from hotdash_watch.sim.app import SimServer
 from hotdash_watch.sim.scenario import Scenario, load_scenario
 
-__all__ = ["build_report", "run_scenario", "settings_for", "simulate", "write_report"]
+__all__ = ["Kept", "build_report", "run_scenario", "settings_for", "simulate", "simulate_scenario",
+           "write_report"]
 
 log = structlog.get_logger("hotdash_watch.simulate")
 
@@ -119,7 +131,7 @@ def _at(ts: float | None, t0: float) -> float | None:
     return None if ts is None else round(ts - t0, 1)
 
 
-def build_report(scenario: Scenario, time_scale: float, t0: float,
+def build_report(scenario: Scenario, time_scale: float | None, t0: float,
                  incidents: Sequence[Incident], actions: Sequence[dict[str, Any]],
                  pages: Sequence[dict[str, Any]], recovered_at_s: float | None) -> dict[str, Any]:
     """The simulate report (DESIGN's JSON shape). Pure: every time is already known."""
@@ -157,15 +169,39 @@ def build_report(scenario: Scenario, time_scale: float, t0: float,
             "actions": list(actions), "pages": list(pages), "summary": summary}
 
 
+@dataclass
+class Kept:
+    """What a ``--workdir`` run left on disk, for the user to read afterwards."""
+
+    workdir: Path
+    settings_file: Path
+    store_url: str
+    journal: Path
+    reports: dict[str, Path] = field(default_factory=dict)  # incident ID -> report.md
+
+
 async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path | None = None,
                        dry_run: bool | None = None,
                        registry: CollectorRegistry | None = None,
                        workdir: Path | None = None,
                        stop_at_s: float | None = None,
-                       keep: list[Any] | None = None) -> dict[str, Any]:
+                       keep: list[Any] | None = None,
+                       kept: list[Kept] | None = None) -> dict[str, Any]:
     """Run ``scenario`` to its end (or to ``stop_at_s``) on ``clock``; return the report.
-    ``keep`` (tests) receives the simulated world, to inspect after the run."""
-    workdir = workdir or Path(tempfile.mkdtemp(prefix="hotdash-simulate-"))
+    ``workdir`` keeps the records there (else a temporary folder, removed at the end);
+    ``kept`` receives where they are. ``keep`` (tests) receives the simulated world."""
+    with ExitStack() as stack:
+        if workdir is None:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(
+                prefix="hotdash-simulate-")))
+        return await _run(scenario, clock, config=config, dry_run=dry_run, registry=registry,
+                          workdir=Path(workdir), stop_at_s=stop_at_s, keep=keep, kept=kept)
+
+
+async def _run(scenario: Scenario, clock: Clock, *, config: str | Path | None,
+               dry_run: bool | None, registry: CollectorRegistry | None, workdir: Path,
+               stop_at_s: float | None, keep: list[Any] | None,
+               kept: list[Kept] | None) -> dict[str, Any]:
     sim = SimServer(scenario, clock)
     receiver = PageReceiver(clock)
     await receiver.start()
@@ -195,7 +231,10 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
                   "event": body.get("event"), "incident_id": body.get("incident_id"),
                   "subject": body.get("subject")}
                  for at, body in receiver.pages]
-        return build_report(scenario, clock.rate, t0, incidents, actions, pages,
+        if kept is not None:
+            kept.append(await _keep_records(daemon, settings, workdir, incidents))
+        pace = getattr(clock, "pace", clock.rate)
+        return build_report(scenario, pace, t0, incidents, actions, pages,
                             sim.world.recovered_at_s)
     finally:
         if daemon is not None:
@@ -204,12 +243,55 @@ async def run_scenario(scenario: Scenario, clock: Clock, *, config: str | Path |
         await receiver.stop()
 
 
-async def simulate(path: str | Path, *, time_scale: float = 60.0,
-                   config: str | Path | None = None,
-                   dry_run: bool | None = None) -> dict[str, Any]:
+async def _keep_records(daemon: Daemon, settings: Settings, workdir: Path,
+                        incidents: Sequence[Incident]) -> Kept:
+    """Write every incident's report.md (open ones too, with its pages) and the settings file
+    that points ``report``/``incidents`` at this run's store."""
+    assert daemon.store is not None
+    store = daemon.store
+    out = Path(settings.notify.artifacts_dir)
+    reports: dict[str, Path] = {}
+    now = daemon.clock.timestamp()
+    for inc in incidents:
+        pages = await store.list_pages(incident_id=inc.id, limit=1000)
+        reports[inc.id] = await write_incident_report(store, inc.id, out, settings=settings,
+                                                      now=now, pages=pages)
+    settings_file = workdir / "records.toml"
+    settings_file.write_text(
+        "# The records of one `hotdash-watch simulate` run. Read them with\n"
+        f"#   hotdash-watch incidents --config {settings_file}\n"
+        f"#   hotdash-watch report INC-... --config {settings_file}\n"
+        f"store_url = {json.dumps(settings.store_url)}\n\n[notify]\n"
+        f"journal_path = {json.dumps(settings.notify.journal_path)}\n"
+        f"artifacts_dir = {json.dumps(settings.notify.artifacts_dir)}\n", encoding="utf-8")
+    return Kept(workdir=workdir, settings_file=settings_file, store_url=settings.store_url,
+                journal=Path(settings.notify.journal_path), reports=reports)
+
+
+def simulate_scenario(scenario: Scenario, *, time_scale: float | None = None,
+                      on_clock: Callable[[Clock], None] | None = None,
+                      **kwargs: Any) -> dict[str, Any]:
+    """Run ``scenario`` on a fresh virtual-time loop (``time_scale``: paced for watching, else
+    as fast as the work allows) and return the report. ``on_clock`` is called with the clock
+    before the run (to log its time); other keyword arguments go to ``run_scenario``. Not
+    from inside a running event loop: it runs its own."""
+
+    async def main() -> dict[str, Any]:
+        clock = virtual_time.VirtualClock.running()
+        if on_clock is not None:
+            on_clock(clock)
+        return await run_scenario(scenario, clock, **kwargs)
+
+    return virtual_time.run(main(), pace=time_scale)
+
+
+def simulate(path: str | Path, *, time_scale: float | None = None,
+             config: str | Path | None = None, dry_run: bool | None = None,
+             workdir: Path | None = None, kept: list[Kept] | None = None,
+             on_clock: Callable[[Clock], None] | None = None) -> dict[str, Any]:
     """The ``simulate`` command: load the scenario, run it, return the report."""
-    scenario = load_scenario(path)
-    return await run_scenario(scenario, ScaledClock(time_scale), config=config, dry_run=dry_run)
+    return simulate_scenario(load_scenario(path), time_scale=time_scale, config=config,
+                             dry_run=dry_run, workdir=workdir, kept=kept, on_clock=on_clock)
 
 
 def write_report(report: dict[str, Any], path: str | Path) -> None:

@@ -1,4 +1,4 @@
-"""Auto-mitigation end to end: the simulator and the daemon on one scaled clock (``simulate``).
+"""Auto-mitigation end to end: the simulator and the daemon on one virtual clock (``simulate``).
 
 Each test reads as a timeline in scenario seconds: the fault fires at 120 s, the daemon detects
 it, plans, guards and acts on the simulated Fly, and the world's own truth (``World``) says what
@@ -19,52 +19,57 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry
 
-from hotdash_watch.clock import ScaledClock
 from hotdash_watch.config import Settings
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.sim.app import SimServer
-from hotdash_watch.sim.runner import PageReceiver, run_scenario, settings_for
+from hotdash_watch.sim.runner import PageReceiver, run_scenario, settings_for, simulate_scenario
 from hotdash_watch.sim.scenario import Fault, load_scenario, parse_scenario
 from hotdash_watch.sim.world import World
+from hotdash_watch.virtual_time import VirtualClock
+from tests.support.virtual import on_virtual_time
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
-TIME_SCALE = 60
+#: Scenario seconds between two looks of a test's outside actor (virtual time: free).
+LOOK_S = 0.1
 MCP = "hotdash-llamaindex-mcp"
 AGENT = "hotdash-agent-service"
 
 
-async def _run(name: str, tmp_path: Path, *, stop_at_s: float, config: str | None = None,
-               dry_run: bool | None = None) -> tuple[dict[str, Any], World]:
+def _run(name: str, tmp_path: Path, *, stop_at_s: float, config: str | None = None,
+         dry_run: bool | None = None) -> tuple[dict[str, Any], World]:
     keep: list[Any] = []
     cfg = None
     if config is not None:
         cfg = tmp_path / "watch.toml"
         cfg.write_text(config)
-    report = await run_scenario(load_scenario(SCENARIOS / f"{name}.toml"),
-                                ScaledClock(TIME_SCALE), registry=CollectorRegistry(),
-                                workdir=tmp_path, stop_at_s=stop_at_s, keep=keep, config=cfg,
-                                dry_run=dry_run)
+    report = simulate_scenario(load_scenario(SCENARIOS / f"{name}.toml"),
+                               registry=CollectorRegistry(), workdir=tmp_path,
+                               stop_at_s=stop_at_s, keep=keep, config=cfg, dry_run=dry_run)
     return report, keep[0]
 
 
+@on_virtual_time
 async def _run_with(name: str, tmp_path: Path, *, stop_at_s: float,
                     when: Callable[[World], bool], do: Callable[[World], Any]
                     ) -> tuple[dict[str, Any], World]:
     """Run the scenario, and call ``do(world)`` as soon as ``when(world)`` holds (an outside
-    actor: a deploy taking leases, Fly's API going down)."""
+    actor: a deploy taking leases, Fly's API going down), looking every ``LOOK_S`` scenario
+    seconds."""
     keep: list[Any] = []
+    clock = VirtualClock.running()
 
     async def actor() -> None:
-        for _ in range(100_000):
-            if keep and (when(keep[0]) or keep[0].t() >= stop_at_s):
-                break
-            await asyncio.sleep(0.005)
-        do(keep[0])
+        while not keep:
+            await clock.sleep(LOOK_S)
+        world = keep[0]
+        while not when(world) and world.t() < stop_at_s:
+            await clock.sleep(LOOK_S)
+        do(world)
 
     task = asyncio.create_task(actor())
-    report = await run_scenario(load_scenario(SCENARIOS / f"{name}.toml"),
-                                ScaledClock(TIME_SCALE), registry=CollectorRegistry(),
-                                workdir=tmp_path, stop_at_s=stop_at_s, keep=keep)
+    report = await run_scenario(load_scenario(SCENARIOS / f"{name}.toml"), clock,
+                                registry=CollectorRegistry(), workdir=tmp_path,
+                                stop_at_s=stop_at_s, keep=keep)
     await task
     return report, keep[0]
 
@@ -86,10 +91,10 @@ allowed_actions = ["restart", "start", "rollback", "raise_memory", "scale_out"]
 
 
 class TestRunbookScenarios:
-    async def test_all_machines_down_is_resolved_by_starts(self, tmp_path: Path):
+    def test_all_machines_down_is_resolved_by_starts(self, tmp_path: Path):
         """Three crashed machines are started one at a time, each once, and the world heals;
         nothing is restarted, nothing rolled back, the other app is never touched."""
-        report, world = await _run("all-machines-down", tmp_path, stop_at_s=420)
+        report, world = _run("all-machines-down", tmp_path, stop_at_s=420)
         actions = _acted(report)
         assert [a["kind"] for a in actions] == ["start", "start", "start"], actions
         assert all(a["outcome"] == "ok" for a in actions), actions
@@ -105,10 +110,10 @@ class TestRunbookScenarios:
         inc = report["incidents"][0]
         assert [e["event"] for e in inc["timeline"]][:2] == ["opened", "mitigating"]
 
-    async def test_bad_release_is_rolled_back_exactly_once(self, tmp_path: Path):
+    def test_bad_release_is_rolled_back_exactly_once(self, tmp_path: Path):
         """A release failing 80 % of requests is rolled back once, machine by machine, to the
         image the watcher saw healthy; no machine is restarted and none updated twice."""
-        report, world = await _run("bad-release", tmp_path, stop_at_s=420)
+        report, world = _run("bad-release", tmp_path, stop_at_s=420)
         rollbacks = [a for a in _acted(report) if a["kind"] == "rollback"]
         assert len(rollbacks) == 1 and rollbacks[0]["outcome"] == "ok", report["actions"]
         assert not [a for a in _acted(report, "ok", "failed", "started")
@@ -123,10 +128,10 @@ class TestRunbookScenarios:
         assert "config and secrets" in rollbacks[0]["reason"]
         assert world.recovered_at_s is not None
 
-    async def test_oom_kills_are_resolved_by_a_memory_raise(self, tmp_path: Path):
+    def test_oom_kills_are_resolved_by_a_memory_raise(self, tmp_path: Path):
         """With raise_memory allowed, the OOM-ing machines get 1024 MB, each once; the page and
         the timeline say the raise lasts until the next deploy."""
-        report, world = await _run("oom-kills", tmp_path, stop_at_s=420, config=MEMORY_ALLOWED)
+        report, world = _run("oom-kills", tmp_path, stop_at_s=420, config=MEMORY_ALLOWED)
         raises = [a for a in _acted(report, "ok") if a["kind"] == "raise_memory"]
         assert len(raises) == 2 and len({a["target"] for a in raises}) == 2, report["actions"]
         assert not [a for a in _acted(report) if a["kind"] in ("start", "restart")]
@@ -136,30 +141,30 @@ class TestRunbookScenarios:
         notes = [r for i in report["incidents"] for e in i["timeline"] for r in e["reasons"]]
         assert any("[[vm]]" in n and "next deploy" in n for n in notes)
 
-    async def test_memory_raise_is_vetoed_and_paged_by_default(self, tmp_path: Path):
+    def test_memory_raise_is_vetoed_and_paged_by_default(self, tmp_path: Path):
         """At the default authority (restart, start, rollback) the memory raise is not done:
         it is recorded as vetoed with the setting to change, and paged."""
-        report, world = await _run("oom-kills", tmp_path, stop_at_s=240)
+        report, world = _run("oom-kills", tmp_path, stop_at_s=240)
         vetoed = _acted(report, "vetoed")
         assert vetoed and {a["kind"] for a in vetoed} == {"raise_memory"}
         assert all(a["guard"] == "allowed_actions" for a in vetoed)
         assert _calls(world, MCP) == Counter()
         assert any(p["event"] == "vetoed" for p in report["pages"])
 
-    async def test_dependency_down_is_paged_never_restarted(self, tmp_path: Path):
+    def test_dependency_down_is_paged_never_restarted(self, tmp_path: Path):
         """Logs that name the database and the model API: paged, and no machine is started,
         restarted or updated although the app is down."""
-        report, world = await _run("dependency-down", tmp_path, stop_at_s=420)
+        report, world = _run("dependency-down", tmp_path, stop_at_s=420)
         assert _acted(report, "ok", "failed", "started", "dry_run") == []
         assert _calls(world, AGENT) == Counter()
         notes = [r for i in report["incidents"] for e in i["timeline"] for r in e["reasons"]]
         assert any("dependency" in n and "not restarted" in n for n in notes), notes
         assert any(p["event"] == "action" for p in report["pages"])
 
-    async def test_crash_loop_stops_at_the_restart_budget_and_pages(self, tmp_path: Path):
+    def test_crash_loop_stops_at_the_restart_budget_and_pages(self, tmp_path: Path):
         """A machine that crashes on every start has been restarted by Fly's supervisor past the
         budget: the start is vetoed with both counts, paged, and never sent."""
-        report, world = await _run("crash-loop", tmp_path, stop_at_s=360)
+        report, world = _run("crash-loop", tmp_path, stop_at_s=360)
         vetoed = _acted(report, "vetoed")
         assert vetoed and vetoed[0]["guard"] == "restart_budget_machine", report["actions"]
         assert "by Fly's supervisor" in vetoed[0]["reason"]
@@ -167,10 +172,10 @@ class TestRunbookScenarios:
         assert _calls(world, MCP) == Counter()
         assert [p for p in report["pages"] if p["event"] == "vetoed"]
 
-    async def test_dry_run_changes_nothing(self, tmp_path: Path):
+    def test_dry_run_changes_nothing(self, tmp_path: Path):
         """Dry-run plans and records "would have done" (three starts), and the simulator
         receives no mutation at all."""
-        report, world = await _run("all-machines-down", tmp_path, stop_at_s=260, dry_run=True)
+        report, world = _run("all-machines-down", tmp_path, stop_at_s=260, dry_run=True)
         would = _acted(report, "dry_run")
         assert [a["kind"] for a in would] == ["start", "start", "start"], report["actions"]
         assert world.mutations == []
@@ -178,14 +183,14 @@ class TestRunbookScenarios:
 
 
 class TestLeaseHeldElsewhere:
-    async def test_a_deploy_holding_the_leases_is_waited_for_not_fought(self, tmp_path: Path):
+    def test_a_deploy_holding_the_leases_is_waited_for_not_fought(self, tmp_path: Path):
         """While someone else (a deploy) holds every machine's lease, the start is deferred and
         recorded; the lease is never cleared; once it expires the machines are started."""
         def deploy_holds_leases(world: World) -> None:
             for m in world.apps[MCP].machines:
                 world.hold_lease(MCP, m.id, owner="deploy@ci", ttl_s=60)
 
-        report, world = await _run_with("all-machines-down", tmp_path, stop_at_s=400,
+        report, world = _run_with("all-machines-down", tmp_path, stop_at_s=400,
                                         when=lambda w: w.t() >= 121, do=deploy_holds_leases)
         deferred = _acted(report, "deferred")
         assert deferred and deferred[0]["kind"] == "start", report["actions"]
@@ -200,7 +205,7 @@ class Live:
     """The simulator and daemons started on it by hand (to add a silence, or to kill a daemon
     mid-action and start another on the same store)."""
 
-    def __init__(self, clock: ScaledClock, sim: SimServer, settings: Settings) -> None:
+    def __init__(self, clock: VirtualClock, sim: SimServer, settings: Settings) -> None:
         self.clock, self.sim, self.settings = clock, sim, settings
         self.running: list[Daemon] = []
 
@@ -226,12 +231,11 @@ class Live:
         await d.stop()
 
     async def until(self, cond: Callable[[], bool], limit_s: float) -> None:
-        """Wait (scenario time, at most ``limit_s`` more) until ``cond()`` holds."""
+        """Wait (scenario time, at most ``limit_s`` more) until ``cond()`` holds, looking every
+        ``LOOK_S`` scenario seconds."""
         deadline = self.world.t() + limit_s
-        for _ in range(100_000):  # bounded by the scenario clock below
-            if cond() or self.world.t() >= deadline:
-                break
-            await asyncio.sleep(0.01)
+        while not cond() and self.world.t() < deadline:
+            await self.clock.sleep(LOOK_S)
         assert cond(), f"not reached by {self.world.t():.0f} s: {self.world.mutations}"
 
     def calls(self, app: str, call: str) -> Counter[str]:
@@ -243,7 +247,7 @@ class Live:
 @asynccontextmanager
 async def live(name: str, tmp_path: Path) -> AsyncIterator[Live]:
     scenario = load_scenario(SCENARIOS / f"{name}.toml")
-    clock = ScaledClock(TIME_SCALE)
+    clock = VirtualClock.running()
     sim = SimServer(scenario, clock)
     receiver = PageReceiver(clock)
     await receiver.start()
@@ -259,6 +263,7 @@ async def live(name: str, tmp_path: Path) -> AsyncIterator[Live]:
 
 
 class TestSilenceSuspendsMitigation:
+    @on_virtual_time
     async def test_a_maintenance_silence_vetoes_every_action(self, tmp_path: Path):
         """A silence with suspend_mitigation (a planned maintenance) keeps the watcher's hands
         off: the starts are vetoed with the silence named, and nothing reaches Fly."""
@@ -295,14 +300,13 @@ until_s = 100000
 
 
 class TestEscalation:
-    async def test_sev2_not_resolved_by_its_mitigation_becomes_sev1(self, tmp_path: Path):
+    def test_sev2_not_resolved_by_its_mitigation_becomes_sev1(self, tmp_path: Path):
         """A machine failing its checks is restarted, keeps failing (the fault outlives the
         restart): the restart's own check fails, and the SEV-2 is escalated to SEV-1 saying
         which mitigation did not work (runbook SEV-2 step 5)."""
         scenario = parse_scenario(tomllib.loads(STUCK_ERRORS), "stuck-errors")
-        report = await run_scenario(scenario, ScaledClock(TIME_SCALE),
-                                    registry=CollectorRegistry(), workdir=tmp_path,
-                                    stop_at_s=480)
+        report = simulate_scenario(scenario, registry=CollectorRegistry(), workdir=tmp_path,
+                                   stop_at_s=480)
         [inc] = report["incidents"]
         restarts = [a for a in _acted(report, "ok", "failed") if a["kind"] == "restart"]
         assert restarts, report["actions"]
@@ -316,7 +320,7 @@ class TestEscalation:
 
 
 class TestFlyFaultsDuringMitigation:
-    async def test_fly_api_outage_mid_mitigation_is_recorded_and_retried(self, tmp_path: Path):
+    def test_fly_api_outage_mid_mitigation_is_recorded_and_retried(self, tmp_path: Path):
         """The Fly API goes down right after the first start is sent, for longer than the
         action may wait: that start is recorded failed (not confirmed), the daemon keeps
         running, and once Fly answers again every machine is started and the world recovers."""
@@ -326,7 +330,7 @@ class TestFlyFaultsDuringMitigation:
         def outage(w: World) -> None:
             w.inject(Fault(at_s=0, kind="fly_api_down", until_s=w.t() + 140))
 
-        report, world = await _run_with("all-machines-down", tmp_path, stop_at_s=480,
+        report, world = _run_with("all-machines-down", tmp_path, stop_at_s=480,
                                         when=first_start, do=outage)
         outcomes = Counter(a["outcome"] for a in report["actions"])
         assert outcomes["failed"] >= 1, report["actions"]
@@ -337,6 +341,7 @@ class TestFlyFaultsDuringMitigation:
 
 
 class TestRestartMidAction:
+    @on_virtual_time
     async def test_an_unconfirmed_start_is_checked_not_repeated(self, tmp_path: Path):
         """The watcher dies right after sending a start; on restart it finds the action
         'started', sees the machine up and records it confirmed: the start is not sent again."""
@@ -359,6 +364,7 @@ class TestRestartMidAction:
 
 
 class TestRestartMidRollback:
+    @on_virtual_time
     async def test_finishes_the_rollback_without_repeating_anything(self, tmp_path: Path):
         """The watcher is stopped while rolling back (one machine done), then started again on
         the same store: it carries the rollback on; every machine is updated exactly once."""
@@ -377,12 +383,12 @@ class TestRestartMidRollback:
             assert all(n == 1 for n in updates.values()), updates
             assert not run.calls(AGENT, "restart") and not run.calls(AGENT, "start")
             assert second.store is not None
-            rows = []
-            for _ in range(200):  # the action's end is written just after the last machine
+            # The action's end is written just after the last machine is updated.
+            rows = await second.store.actions_since(0.0, app=AGENT)
+            deadline = run.world.t() + 60
+            while rows[0].outcome.value == "started" and run.world.t() < deadline:
+                await run.clock.sleep(LOOK_S)
                 rows = await second.store.actions_since(0.0, app=AGENT)
-                if rows and rows[0].outcome.value != "started":
-                    break
-                await asyncio.sleep(0.02)
             rollbacks = [a for a in rows if a.kind.value == "rollback"]
             assert len(rollbacks) == 1 and rollbacks[0].outcome.value == "ok", rows
 

@@ -1,4 +1,4 @@
-"""Every scenario in config/scenarios through ``simulate`` at a high time scale.
+"""Every scenario in config/scenarios through ``simulate``, on virtual time.
 
 Timelines in scenario seconds: "fault at 120 s, SEV-1 opened by 135 s". Mitigation is not part
 of these checks (the daemon runs in dry-run): detection and grading must be right.
@@ -12,21 +12,17 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from hotdash_watch.clock import ScaledClock
-from hotdash_watch.sim.runner import run_scenario
+from hotdash_watch.sim.runner import simulate_scenario
 from hotdash_watch.sim.scenario import load_scenario
 
 SCENARIOS = Path(__file__).resolve().parents[2] / "config" / "scenarios"
-# At higher scales the watcher's own HTTP overhead (a few real ms) is multiplied into probe
-# latencies of a second or more: 60 keeps it under 300 ms of scenario time.
-TIME_SCALE = 60
 
 
-async def _run(name: str, tmp_path: Path, stop_at_s: float | None = None,
-               keep: list[Any] | None = None, dry_run: bool | None = None) -> dict[str, Any]:
+def _run(name: str, tmp_path: Path, stop_at_s: float | None = None,
+         keep: list[Any] | None = None, dry_run: bool | None = None) -> dict[str, Any]:
     scenario = load_scenario(SCENARIOS / f"{name}.toml")
-    return await run_scenario(scenario, ScaledClock(TIME_SCALE), registry=CollectorRegistry(),
-                              workdir=tmp_path, stop_at_s=stop_at_s, keep=keep, dry_run=dry_run)
+    return simulate_scenario(scenario, registry=CollectorRegistry(), workdir=tmp_path,
+                             stop_at_s=stop_at_s, keep=keep, dry_run=dry_run)
 
 
 def _incidents(report: dict[str, Any], app: str) -> list[dict[str, Any]]:
@@ -36,12 +32,12 @@ def _incidents(report: dict[str, Any], app: str) -> list[dict[str, Any]]:
 class TestBaselines:
     @pytest.mark.parametrize("name", ["no-fault", "fly-api-down", "watcher-partition",
                                       "flapping"])
-    async def test_nothing_happens(self, name: str, tmp_path: Path):
+    def test_nothing_happens(self, name: str, tmp_path: Path):
         """A healthy world (even with Fly's API down, the watcher cut off from the public URLs,
         or one machine's health check flapping) produces no incident, no action and no change
         on Fly; only the watcher's own blindness is paged, as a watcher-side notice."""
         keep: list[Any] = []
-        report = await _run(name, tmp_path, stop_at_s=760, keep=keep)
+        report = _run(name, tmp_path, stop_at_s=760, keep=keep)
         assert report["incidents"] == []
         assert report["actions"] == []  # not even a vetoed or dry-run one
         assert keep[0].mutations == []  # and the simulated Fly received no change
@@ -73,12 +69,12 @@ class TestDetection:
             ("oom-kills", "hotdash-llamaindex-mcp", "SEV-2", 45),
         ],
     )
-    async def test_graded_and_detected_in_time(self, name: str, app: str, severity: str,
+    def test_graded_and_detected_in_time(self, name: str, app: str, severity: str,
                                                within_s: float, tmp_path: Path):
         """The fault at 120 s opens one incident for the affected app only, graded as the
         runbook says, within the stated time. In dry-run: grading is judged on the fault as it
         develops, not cut short by a mitigation (tests/scenario/test_mitigation.py does that)."""
-        report = await _run(name, tmp_path, stop_at_s=300, dry_run=True)
+        report = _run(name, tmp_path, stop_at_s=300, dry_run=True)
         incs = _incidents(report, app)
         assert len(incs) == 1, report["incidents"]
         assert incs[0]["max_severity"] == severity, incs[0]["timeline"]
@@ -87,10 +83,10 @@ class TestDetection:
         assert others == []
         assert report["summary"]["detected"] is True
 
-    async def test_autoscaling_broken_is_sev3(self, tmp_path: Path):
+    def test_autoscaling_broken_is_sev3(self, tmp_path: Path):
         """Idle machines that never stop although autostop is on: one SEV-3 incident for that
         app; autostopped machines of the other app are idle, not down: no incident."""
-        report = await _run("autoscaling-broken", tmp_path, stop_at_s=800)
+        report = _run("autoscaling-broken", tmp_path, stop_at_s=800)
         incs = _incidents(report, "hotdash-agent-service")
         assert len(incs) == 1 and incs[0]["max_severity"] == "SEV-3", report["incidents"]
         assert _incidents(report, "hotdash-llamaindex-mcp") == []
