@@ -15,11 +15,19 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.records.tables import metadata
+from tests.support import factories
 from tests.support.services import require_postgres_url
 from tests.support.target import LocalService
 
 # Tests read logs as data (``log_events``); debug lines (one per evaluation pass) are dropped.
 structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _records_in_session_tmp(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Journals and artifacts of ``factories.settings()`` land in pytest's temp dir."""
+    with factories.records_under(tmp_path_factory.mktemp("records")):
+        yield
 
 
 @pytest.fixture

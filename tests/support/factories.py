@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
-import tempfile
+import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from hotdash_watch.config import Settings, load_settings
 from hotdash_watch.window import Snapshot
+
+_records_root: Path | None = None
+_records_seq = itertools.count()
+
+
+@contextmanager
+def records_under(root: Path) -> Iterator[None]:
+    """While open, ``settings()`` without ``records`` keeps each journal and artifacts folder
+    in a fresh folder below ``root`` (the test session opens it on pytest's temp dir)."""
+    global _records_root
+    before, _records_root = _records_root, root
+    try:
+        yield
+    finally:
+        _records_root = before
+
+
+def _fresh_records() -> Path:
+    if _records_root is None:
+        raise RuntimeError("settings() outside a test session: pass records= (a tmp_path)")
+    return _records_root / f"settings-{next(_records_seq)}"
 
 
 def snapshot(
@@ -38,11 +61,16 @@ def snapshot(
     )
 
 
-def settings(**overrides: Any) -> Settings:
-    """Default settings with one app ``svc`` unless ``apps`` is given."""
+def settings(*, records: Path | None = None, **overrides: Any) -> Settings:
+    """Default settings with one app ``svc`` unless ``apps`` is given.
+
+    The journal and artifacts go below ``records``; without it, below a folder of their own
+    in the session's temp dir (nothing is created until the daemon writes there).
+    """
     overrides.setdefault("apps", [{"name": "svc", "health_url": "http://127.0.0.1:9/health"}])
     overrides.setdefault("store_url", "sqlite+aiosqlite:///:memory:")
-    records = Path(tempfile.mkdtemp(prefix="hotdash-test-records-"))
+    if records is None:
+        records = _fresh_records()
     notify = dict(overrides.get("notify") or {})
     notify.setdefault("journal_path", str(records / "feedback" / "reliability.md"))
     notify.setdefault("artifacts_dir", str(records / "artifacts"))

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import pytest
 
 from hotdash_watch.classify import Assessment, Finding, Reason
+from hotdash_watch.config import Settings
 from hotdash_watch.incident_model import Event, Incident, State
 from hotdash_watch.incidents import Check, advance, incident_id
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings, snapshot
 
 S1, S2, S3 = Severity.SEV1, Severity.SEV2, Severity.SEV3
-CFG = settings()
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
+
+
+@functools.cache
+def _cfg() -> Settings:
+    """Default settings, built on first use inside a test (records go to pytest's temp dir)."""
+    return settings()
 
 
 def _assess(sev: Severity | None, now: float) -> Assessment:
@@ -26,7 +33,7 @@ def _assess(sev: Severity | None, now: float) -> Assessment:
 def _step(inc: Incident | None, level: Severity | None, now: float, *, good: int = 10,
           failures: int = 0, total: int = 120):
     snap = snapshot(at=now, total=total, failures=failures, consecutive_ok=good)
-    step = advance(inc, level, _assess(level, now), snap, CFG, now)
+    step = advance(inc, level, _assess(level, now), snap, _cfg(), now)
     if step.incident is None:
         return None, step
     return dataclasses.replace(step.incident,

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 
+from hotdash_watch.config import Settings
 from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
 from hotdash_watch.respond import PagePlan, _taken_so_far, pages_for, update_due
 from hotdash_watch.severity import Severity
 from tests.support.factories import settings
 
-CFG = settings()
 T0 = 1_000_000.0
+
+
+@functools.cache
+def _cfg() -> Settings:
+    """Default settings, built on first use inside a test (records go to pytest's temp dir)."""
+    return settings()
 
 
 def _incident(sev: Severity, *events: Event) -> Incident:
@@ -42,20 +49,20 @@ class TestUpdates:
     def test_sev1_every_15_minutes(self):
         """A SEV-1 gets a status update after 15 minutes and another after 30, not between."""
         inc = _incident(Severity.SEV1, Event.OPENED)
-        assert update_due(inc, CFG, T0 + 899, None) is None
-        first = update_due(inc, CFG, T0 + 900, None)
+        assert update_due(inc, _cfg(), T0 + 899, None) is None
+        first = update_due(inc, _cfg(), T0 + 900, None)
         assert first is not None and first.event == "update"
-        assert update_due(inc, CFG, T0 + 1000, 1) is None
-        assert update_due(inc, CFG, T0 + 1800, 1) is not None
+        assert update_due(inc, _cfg(), T0 + 1000, 1) is None
+        assert update_due(inc, _cfg(), T0 + 1800, 1) is not None
 
     def test_sev2_every_30_minutes_and_sev3_never(self):
         """SEV-2 updates every 30 minutes; SEV-3 and resolved incidents get none."""
-        assert update_due(_incident(Severity.SEV2, Event.OPENED), CFG, T0 + 1799, None) is None
-        assert update_due(_incident(Severity.SEV2, Event.OPENED), CFG, T0 + 1800, None)
-        assert update_due(_incident(Severity.SEV3, Event.OPENED), CFG, T0 + 9999, None) is None
+        assert update_due(_incident(Severity.SEV2, Event.OPENED), _cfg(), T0 + 1799, None) is None
+        assert update_due(_incident(Severity.SEV2, Event.OPENED), _cfg(), T0 + 1800, None)
+        assert update_due(_incident(Severity.SEV3, Event.OPENED), _cfg(), T0 + 9999, None) is None
         done = dataclasses.replace(_incident(Severity.SEV1, Event.OPENED),
                                    state=State.RESOLVED)
-        assert update_due(done, CFG, T0 + 9999, None) is None
+        assert update_due(done, _cfg(), T0 + 9999, None) is None
 
 
 class TestWatcherNotice:
@@ -65,8 +72,8 @@ class TestWatcherNotice:
         from hotdash_watch.notify.base import PageEvent
         from hotdash_watch.notify.templates import watcher_notice
 
-        up = watcher_notice("svc", ["probes time out"], settings=CFG, since=T0, now=T0)
-        down = watcher_notice("svc", [], settings=CFG, since=T0, now=T0 + 300, resolved=True)
+        up = watcher_notice("svc", ["probes time out"], settings=_cfg(), since=T0, now=T0)
+        down = watcher_notice("svc", [], settings=_cfg(), since=T0, now=T0 + 300, resolved=True)
         assert up.incident_id == down.incident_id == "WATCHER-svc"
         assert up.event is PageEvent.WATCHER_SIDE and down.is_resolution
         assert up.subject == "[SEV-3] hotdash-watch cannot see svc (watcher-side)"
