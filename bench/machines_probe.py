@@ -1,8 +1,8 @@
 """CPU cost of one machines poll: 10 apps x 20 machines through the real client and probe.
 
 A local aiohttp server (its own process) answers the Machines API list call with 20 machines
-per app, built from the reference fixture. The bench runs MachinesProbe.run() for 10 apps and
-prints the CPU seconds the polling process spent per poll of all 10 apps.
+per app, built from tests/fixtures/machines-list.json. The bench runs MachinesProbe.run() for
+10 apps and prints the CPU seconds the polling process spent per poll of all 10 apps.
 Target: <= 50 ms of CPU per poll. Loopback only.
 """
 
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "fixtures"
+FIXTURE = Path(__file__).resolve().parents[1] / "tests" / "fixtures"
 APPS = [f"app-{i:02d}" for i in range(10)]
 
 

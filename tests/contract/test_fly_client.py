@@ -1,4 +1,4 @@
-"""FlyClient against a fake Fly on a real socket, serving the reference fixtures at real paths.
+"""FlyClient against a fake Fly on a real socket, serving tests/fixtures at real paths.
 
 The backend is reached only through base URLs (``FlyBackend``), so the simulator can be swapped
 in by adding a fixture that yields a ``FlyBackend`` for it. Tests in ``TestWire`` also read the
@@ -13,7 +13,6 @@ import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -29,20 +28,15 @@ from hotdash_watch.fly import (
     LeaseHeld,
     auth_header,
 )
-
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "fixtures"
+from tests.support.fixtures import load
 
 APP = "hotdash-api"
 ORG = "hotdash"
-STARTED, STOPPED, OOM = "148e21ea7e0389", "e784e903f4e118", "91857e4fd2d483"
+STARTED, STOPPED, OOM = "6e82d47a1c9058", "d891e35f02b746", "2873b6e4f09d15"
 # A made-up macaroon-shaped token; it must never show up anywhere but the Authorization header.
 TOKEN = SecretStr("fm2_lJPECAAAAAAAAMN1xkZGVmVUdGVkX3-not-a-real-token-9c1f")
 AUTH = "FlyV1 " + TOKEN.get_secret_value()
 NONCE = "fly-machine-lease-nonce"
-
-
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
 
 
 class RecordingClock:
@@ -93,7 +87,7 @@ class FlyBackend:
 
 @dataclass
 class FixtureFly:
-    """A fake Fly answering from the reference fixtures, enforcing leases and versions."""
+    """A fake Fly answering from the fixtures, enforcing leases and versions."""
 
     machines: dict[str, dict[str, Any]] = field(default_factory=dict)
     leases: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -336,13 +330,13 @@ class TestMachines:
     async def test_get_machine(self, client):
         """get_machine returns one machine with its instance id and checks."""
         m = await client.get_machine(APP, OOM)
-        assert m.instance_id == "01J3C4DWA7N36096Q14DR9GPQY" and m.checks_passing is False
+        assert m.instance_id == "01KKXFBEKGCHAJ7X8BVHS42E4Z" and m.checks_passing is False
 
     async def test_events(self, client):
         """events returns at most ``limit`` events, newest first, in seconds."""
         events = await client.events(APP, OOM, limit=3)
         assert [e.type for e in events] == ["exit", "start", "exit"]
-        assert events[0].timestamp == 1762777877.0 and events[0].restart_count == 1
+        assert events[0].timestamp == 1773757569.0 and events[0].restart_count == 1
 
     async def test_start_stop_restart(self, client):
         """start, stop and restart succeed and move the machine's state."""
@@ -373,7 +367,7 @@ class TestMachines:
         assert await client.wait(APP, STARTED, state="started") is True
         assert await client.wait(APP, STOPPED, state="started", timeout_s=5) is False
         assert await client.wait(APP, STOPPED, state="stopped",
-                                 version="01J9EE0ZBGJ09TQM83XSSSS6YS")
+                                 version="01KKXFAS40NED9ETHZJZSCV7HG")
 
     async def test_wait_stopped_needs_version(self, client):
         """Waiting for 'stopped' without a version is refused before any request."""
@@ -394,7 +388,7 @@ class TestLeases:
     async def test_lease_context_releases(self, client):
         """Inside ``lease()`` writes carry the nonce; the lease is gone afterwards."""
         async with client.lease(APP, OOM, ttl_s=30) as lease:
-            assert lease.nonce and lease.version == "01J3C4DWA7N36096Q14DR9GPQY"
+            assert lease.nonce and lease.version == "01KKXFBEKGCHAJ7X8BVHS42E4Z"
             await client.restart(APP, OOM, nonce=lease.nonce)
         lease2 = await client.acquire_lease(APP, OOM)  # free again
         await client.release_lease(APP, OOM, lease2.nonce)
@@ -423,9 +417,9 @@ class TestLeases:
 
 class TestReleasesLogsMetrics:
     async def test_releases(self, client):
-        """releases returns the app's releases newest first, v41 the previous stable one."""
+        """releases returns the app's releases newest first, v57 the previous stable one."""
         releases = await client.releases(APP, limit=10)
-        assert [r.version for r in releases] == [42, 41, 40]
+        assert [r.version for r in releases] == [58, 57, 56]
         assert releases[1].stable and releases[1].status == "complete"
 
     async def test_releases_unknown_app(self, client):
@@ -436,7 +430,7 @@ class TestReleasesLogsMetrics:
     async def test_logs(self, client):
         """logs returns a page of lines and its next token."""
         page = await client.logs(APP)
-        assert len(page.lines) == 7 and page.next_token == "1762777879000000000"
+        assert len(page.lines) == 7 and page.next_token == "1773757580193847000"
         only = await client.logs(APP, instance=STARTED)
         assert [line.instance for line in only.lines] == [STARTED]
 
@@ -488,7 +482,7 @@ class TestWire:
         """update POSTs the full config, current_version and skip_launch, with the nonce."""
         m = await client.get_machine(APP, STOPPED)
         config = m.config_copy()
-        config["image"] = "registry.fly.io/hotdash-api:deployment-01J1KKE59RMZ9J92V81E5128Q6"
+        config["image"] = "registry.fly.io/hotdash-api:deployment-01KKHMDW1R5B26FRTHH0N7RKZ9"
         async with client.lease(APP, STOPPED) as lease:
             await client.update(APP, STOPPED, config=config, current_version=m.instance_id,
                                 nonce=lease.nonce, skip_launch=True)
@@ -508,11 +502,11 @@ class TestWire:
 
     async def test_wait_query(self, client, backend):
         """wait sends state, version and an integer timeout of at most 60 s."""
-        await client.wait(APP, STARTED, state="started", version="01J3DJ8FSSZ5AWSH8VHTPRE95B",
+        await client.wait(APP, STARTED, state="started", version="01KKXFA4KRCN2EBW437DZKA1XF",
                           timeout_s=90)
         sent = self.last(backend, "GET", "/wait")
         assert sent.query == {"state": "started", "timeout": "60",
-                              "version": "01J3DJ8FSSZ5AWSH8VHTPRE95B"}
+                              "version": "01KKXFA4KRCN2EBW437DZKA1XF"}
 
     async def test_wait_loops_within_total(self, client, backend, clock):
         """A 408 leads to another poll only while the total timeout allows."""
@@ -525,9 +519,9 @@ class TestWire:
         """events sends limit; logs sends next_token and instance."""
         await client.events(APP, OOM, limit=6)
         assert self.last(backend, "GET", "/events").query == {"limit": "6"}
-        await client.logs(APP, next_token="1762777879000000000", instance=OOM)
+        await client.logs(APP, next_token="1773757580193847000", instance=OOM)
         assert self.last(backend, "GET", "/logs").query == {
-            "next_token": "1762777879000000000", "instance": OOM}
+            "next_token": "1773757580193847000", "instance": OOM}
 
     async def test_graphql_body(self, client, backend):
         """releases POSTs the exact releases query with appName and limit variables."""

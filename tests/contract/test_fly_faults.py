@@ -34,10 +34,11 @@ from hotdash_watch.fly import (
     LogFollower,
 )
 from hotdash_watch.fly.retry import RetryPolicy, call_with_retry
-from tests.contract.test_fly_client import AUTH, TOKEN, RecordingClock, load
+from tests.contract.test_fly_client import AUTH, TOKEN, RecordingClock
+from tests.support.fixtures import load
 
 APP = "hotdash-api"
-MID = "148e21ea7e0389"
+MID = "6e82d47a1c9058"
 MACHINES = f"/v1/apps/{APP}/machines"
 MACHINE = f"{MACHINES}/{MID}"
 LOGS = f"/api/v1/apps/{APP}/logs"
@@ -354,7 +355,7 @@ class TestUpdateHazard:
         fly.on("POST", MACHINE, Reply(408, {"error": "request timeout"}))
         fly.on("GET", MACHINE, Reply(200, machine_json(instance_id="01JNEWVERSION0000000000000")))
         m = await client.update(APP, MID, config=self.config(),
-                                current_version="01J3DJ8FSSZ5AWSH8VHTPRE95B", skip_launch=False)
+                                current_version="01KKXFA4KRCN2EBW437DZKA1XF", skip_launch=False)
         assert m.instance_id == "01JNEWVERSION0000000000000"
         assert fly.calls["POST", MACHINE] == 1 and fly.calls["GET", MACHINE] == 1
         assert "fly_update_already_applied" in [e["event"] for e in captured]
@@ -366,7 +367,7 @@ class TestUpdateHazard:
                Reply(200, machine_json(instance_id="01JNEWVERSION0000000000000")))
         fly.on("GET", MACHINE, Reply(200, machine_json()))
         m = await client.update(APP, MID, config=self.config(),
-                                current_version="01J3DJ8FSSZ5AWSH8VHTPRE95B", skip_launch=False)
+                                current_version="01KKXFA4KRCN2EBW437DZKA1XF", skip_launch=False)
         assert m.instance_id == "01JNEWVERSION0000000000000"
         assert fly.calls["POST", MACHINE] == 2 and fly.calls["GET", MACHINE] == 1
 
@@ -385,7 +386,7 @@ class TestUpdateHazard:
         fly.on("POST", MACHINE, Reply(503, {"error": "unavailable"}),
                Reply(200, machine_json(instance_id="01JNEWVERSION0000000000000")))
         await client.update(APP, MID, config=self.config(),
-                            current_version="01J3DJ8FSSZ5AWSH8VHTPRE95B", skip_launch=False)
+                            current_version="01KKXFA4KRCN2EBW437DZKA1XF", skip_launch=False)
         assert fly.calls["POST", MACHINE] == 2 and fly.calls["GET", MACHINE] == 0
 
 

@@ -1,5 +1,5 @@
-"""The simulator over real HTTP: Fly's paths, shapes (field by field against the reference
-fixtures), status codes and error bodies, leases, rate limits, the proxy and the platform faults."""
+"""The simulator over real HTTP: Fly's paths, shapes (field by field against tests/fixtures),
+status codes and error bodies, leases, rate limits, the proxy and the platform faults."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ query ($appName: String!, $limit: Int!) {
     }
   }
 }
-"""  # reference/fly-api.md §3.1, verbatim
+"""  # the fields of fly-go's GetAppReleasesMachines query
 
 
 def expected_machine(index: int) -> dict[str, Any]:
@@ -48,7 +48,7 @@ async def machine_ids(api: FlyApi) -> list[str]:
 
 
 class TestShapes:
-    """Responses have the keys, types and state names of the reference fixtures."""
+    """Responses have the keys, types and state names of the fixtures."""
 
     async def test_started_machine(self, api: FlyApi):
         """A started machine in the list is shaped like the fixture's started machine."""
@@ -103,7 +103,7 @@ class TestShapes:
         assert {"id", "name", "state", "instance_id", "image_ref"} <= set(summary[0])
 
     async def test_releases(self, api: FlyApi):
-        """The releases query of reference §3.1 is answered like graphql-releases.json."""
+        """The releases query is answered like graphql-releases.json."""
         status, body, _ = await api.call("POST", "/graphql", json={
             "query": RELEASES_QUERY, "variables": {"appName": APP, "limit": 25}})
         assert status == 200

@@ -1,4 +1,4 @@
-"""The reference payloads in shared/reference/fixtures (beside the repository checkout)."""
+"""The Fly API payloads in tests/fixtures (see tests/fixtures/README.md)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "reference" / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[2] / "tests" / "fixtures"
 
 
 def load(name: str) -> Any:
+    """A fresh copy of fixture ``name`` (callers may change what they get)."""
     path = FIXTURES / name
     if not path.exists():
-        pytest.fail(f"reference fixture missing: {path} (shared/ must sit beside the checkout)")
+        pytest.fail(f"fixture missing: {path}")
     return json.loads(path.read_text())

@@ -1,4 +1,4 @@
-"""Fly response parsing: the reference fixtures, both shapes of the odd fields, hostile bodies."""
+"""Fly response parsing: the fixtures, both shapes of the odd fields, hostile bodies."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import json
 import math
 from dataclasses import FrozenInstanceError
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -34,16 +33,9 @@ from hotdash_watch.fly.models import (
     parse_releases,
     parse_time,
 )
+from tests.support.fixtures import load
 
-# /work/shared/reference/fixtures when the repository is /work/main; a fresh clone elsewhere has
-# shared/ beside it in the same way.
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "reference" / "fixtures"
-
-STARTED, STOPPED, OOM = "148e21ea7e0389", "e784e903f4e118", "91857e4fd2d483"
-
-
-def load(name: str) -> Any:
-    return json.loads((FIXTURES / name).read_text())
+STARTED, STOPPED, OOM = "6e82d47a1c9058", "d891e35f02b746", "2873b6e4f09d15"
 
 
 def ts(text: str) -> float:
@@ -61,11 +53,11 @@ class TestMachineList:
         assert list(machines) == [STARTED, STOPPED, OOM]
         assert all(m.is_app_machine for m in machines.values())
         m = machines[STARTED]
-        assert (m.name, m.state, m.region) == ("falling-river-4821", "started", "iad")
-        assert m.instance_id == "01J3DJ8FSSZ5AWSH8VHTPRE95B"
-        assert m.image == "registry.fly.io/hotdash-api:deployment-01JM9S346Q3D25VT4F5V37E3S3"
+        assert (m.name, m.state, m.region) == ("patient-glade-3174", "started", "sjc")
+        assert m.instance_id == "01KKXFA4KRCN2EBW437DZKA1XF"
+        assert m.image == "registry.fly.io/hotdash-api:deployment-01KKXF6Z1RY1PRH07HXDZ9F7PV"
         assert (m.memory_mb, m.cpus, m.cpu_kind) == (512, 1, "shared")
-        assert (m.process_group, m.release_version, m.host_status) == ("app", "42", "ok")
+        assert (m.process_group, m.release_version, m.host_status) == ("app", "58", "ok")
         assert (m.autostop, m.autostart, m.is_standby) == (True, True, False)
         assert m.restart_policy == "on-failure"
         assert not m.incomplete
@@ -76,7 +68,7 @@ class TestMachineList:
         assert m.state == "started"
         assert [c.name for c in m.checks] == ["servicecheck-00-http-8080", "db"]
         assert m.checks_passing is True
-        assert m.checks[0].updated_at == pytest.approx(ts("2025-11-10T09:16:05.412"))
+        assert m.checks[0].updated_at == pytest.approx(ts("2026-03-17T08:42:05.318"))
         assert m.latest_exit is None
         assert not m.autostopped
 
@@ -100,7 +92,7 @@ class TestMachineList:
         assert latest.exit.oom_killed and latest.exit.exit_code == 137
         assert latest.exit.restarting and not latest.exit.requested_stop
         assert latest.restart_count == 1
-        assert latest.exit.exited_at == pytest.approx(ts("2025-11-10T12:31:16.904"))
+        assert latest.exit.exited_at == pytest.approx(ts("2026-03-17T14:26:08.615"))
         assert not m.autostopped
 
     def test_events_newest_first_in_seconds(self, machines):
@@ -108,7 +100,7 @@ class TestMachineList:
         events = machines[OOM].events
         stamps = [e.timestamp for e in events]
         assert stamps == sorted(stamps, reverse=True)
-        assert stamps[0] == 1762777877.0
+        assert stamps[0] == 1773757569.0
         assert [e.type for e in events] == ["exit", "start", "exit", "start", "update"]
 
     def test_config_is_read_only_and_copyable(self, machines):
@@ -163,7 +155,7 @@ class TestMachineShapes:
         raw = self.base()
         del raw["config"]["image"]
         assert parse_machine(raw).image == (
-            "registry.fly.io/hotdash-api:deployment-01JM9S346Q3D25VT4F5V37E3S3"
+            "registry.fly.io/hotdash-api:deployment-01KKXF6Z1RY1PRH07HXDZ9F7PV"
         )
 
     def test_standby_and_compat_checks(self):
@@ -179,7 +171,7 @@ class TestMachineShapes:
         """Unknown states, event types and sources are kept as strings, not errors."""
         raw = self.base(state="hibernating", brand_new_field={"x": 1})
         raw["events"].insert(0, {"type": "teleport", "status": "beamed", "source": "proxy",
-                                 "timestamp": 1762766999000, "request": {"anything": [1, 2]}})
+                                 "timestamp": 1773740000000, "request": {"anything": [1, 2]}})
         m = parse_machine(raw)
         assert m.state == "hibernating"
         assert (m.events[0].type, m.events[0].source, m.events[0].exit) == (
@@ -218,11 +210,11 @@ class TestEvents:
     def test_events_fixture(self):
         """The events fixture parses newest first, with ids, seconds and exit details."""
         events = parse_events(load("machine-events.json"))
-        assert [e.id for e in events][:2] == ["01J77ZXYYK596NGYA1DQ91K5GQ",
-                                              "01JAPENECFSECZP11HYGCPWPQ5"]
+        assert [e.id for e in events][:2] == ["01KKY315Z8ARPPMHPKNMSGWGHD",
+                                              "01KKY2KX5GHKKXYW1XKB4QHVP7"]
         assert [e.timestamp for e in events] == sorted((e.timestamp for e in events),
                                                        reverse=True)
-        assert events[0].timestamp == 1762777877.0
+        assert events[0].timestamp == 1773757569.0
         assert events[0].exit is not None and events[0].exit.oom_killed
         assert events[0].restart_count == 1 and events[2].restart_count == 0
         assert events[-1].type == "launch" and events[-1].source == "user"
@@ -230,7 +222,7 @@ class TestEvents:
     def test_events_sorted_even_when_sent_oldest_first(self):
         """Events sent oldest first still come out newest first."""
         events = parse_events(list(reversed(load("machine-events.json"))))
-        assert events[0].id == "01J77ZXYYK596NGYA1DQ91K5GQ"
+        assert events[0].id == "01KKY315Z8ARPPMHPKNMSGWGHD"
 
 
 class TestTimes:
@@ -285,35 +277,35 @@ class TestLease:
 
 class TestReleases:
     def test_sorted_and_previous_stable(self):
-        """Releases come newest first; v41 is the newest stable, complete release before v42."""
+        """Releases come newest first; v57 is the newest stable, complete release before v58."""
         releases = parse_releases(load("graphql-releases.json"))
-        assert [r.version for r in releases] == [42, 41, 40]
+        assert [r.version for r in releases] == [58, 57, 56]
         current, *older = releases
         previous = next(r for r in older if r.stable and r.status == "complete")
-        assert previous.version == 41
+        assert previous.version == 57
         assert previous.image_ref == (
-            "registry.fly.io/hotdash-api:deployment-01J1KKE59RMZ9J92V81E5128Q6")
-        assert previous.created_at == ts("2025-11-07T16:40:55")
-        assert current.user == "ci-bot@hotdash.example" and releases[2].status == "failed"
+            "registry.fly.io/hotdash-api:deployment-01KKHMDW1R5B26FRTHH0N7RKZ9")
+        assert previous.created_at == ts("2026-03-12T18:22:40")
+        assert current.user == "deploy-bot@hotdash.example" and releases[2].status == "failed"
 
     def test_unsorted_nodes_are_sorted(self):
         """Nodes in any order come out by version, descending."""
         body = load("graphql-releases.json")
         body["data"]["app"]["releases"]["nodes"].reverse()
-        assert [r.version for r in parse_releases(body)] == [42, 41, 40]
+        assert [r.version for r in parse_releases(body)] == [58, 57, 56]
 
 
 class TestLogs:
     def test_log_page(self):
         """The logs fixture gives its lines in order, in seconds, and the next token."""
         page = parse_log_page(load("logs-page.json"))
-        assert page.next_token == "1762777879000000000"
+        assert page.next_token == "1773757580193847000"
         assert len(page.lines) == 7
         first, last = page.lines[0], page.lines[-1]
-        assert first.id == "01JSWM4FV4DK79Q9G8XE6SZAEA"
-        assert first.timestamp == pytest.approx(ts("2025-11-10T12:31:05.220417"))
+        assert first.id == "01KKY30VM7AH907VC1N25FG507"
+        assert first.timestamp == pytest.approx(ts("2026-03-17T14:25:58.407215"))
         assert (first.level, first.instance, first.region, first.provider) == (
-            "info", OOM, "ord", "app")
+            "info", OOM, "sea", "app")
         assert last.level == "error" and last.instance == STARTED
         assert page.lines[5].provider == "proxy"
         assert "Out of memory" in page.lines[2].message
@@ -329,9 +321,9 @@ class TestPrometheus:
         """Vector values (strings on the wire) become floats with the sample time and labels."""
         samples = parse_prometheus(load("prometheus-query-vector.json"))
         by_status = {s.labels["status"]: s.value for s in samples}
-        assert by_status["502"] == pytest.approx(2.8833333333333333)
+        assert by_status["502"] == pytest.approx(6.716666666666667)
         assert len(by_status) == 6
-        assert all(s.timestamp == 1762777880.123 for s in samples)
+        assert all(s.timestamp == 1773757590.481 for s in samples)
 
     def test_special_values(self):
         """NaN, +Inf and -Inf values parse as floats."""
@@ -404,7 +396,7 @@ class TestErrorBodies:
         exc = error_for_status(503, "no capacity", call="restart", app="hotdash-api",
                                machine=STARTED)
         assert str(exc) == (
-            "restart of machine 148e21ea7e0389 in app hotdash-api failed: HTTP 503: no capacity")
+            "restart of machine 6e82d47a1c9058 in app hotdash-api failed: HTTP 503: no capacity")
 
     def test_lease_holder_parsed(self):
         """LeaseHeld carries the owner and the expiry parsed from the error text."""

@@ -8,7 +8,7 @@ from hotdash_watch.fly.models import parse_machines
 from hotdash_watch.probes.machines import ExitLedger, machine_facts
 from tests.support.fixtures import load
 
-NOW = 1762777900.0  # just after the fixture's newest OOM exit
+NOW = 1773757590.0  # 2026-03-17T14:26:30Z, just after the fixture's newest OOM exit
 
 
 def _facts(machines, ledger=None, now=NOW):
@@ -18,12 +18,12 @@ def _facts(machines, ledger=None, now=NOW):
 
 
 class TestMachineFacts:
-    def test_reference_list(self):
-        """In the reference list: one started and passing, one autostopped (idle, not down),
+    def test_fixture_list(self):
+        """In the fixture list: one started and passing, one autostopped (idle, not down),
         one started with critical checks after an OOM kill (down)."""
         f = _facts(parse_machines(load("machines-list.json")))
         assert (f.total, f.started_healthy, f.idle_stopped, f.down) == (3, 1, 1, 1)
-        assert f.down_ids == ("91857e4fd2d483",) and f.unhealthy_ids == ("91857e4fd2d483",)
+        assert f.down_ids == ("2873b6e4f09d15",) and f.unhealthy_ids == ("2873b6e4f09d15",)
         assert f.oom_kills >= 1 and f.fly_restarts >= 1
 
     def test_exits_are_counted_once_across_polls(self):
