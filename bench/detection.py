@@ -5,15 +5,15 @@ prints, per scenario: incidents, worst severity, detection latency after the fir
 Targets: SEV-1 "all machines down" within 2 probe intervals + 1 evaluation of the fault (15 s
 at the defaults); every fault scenario detected; no-fault and flapping produce nothing.
 
-    python bench/detection.py [--time-scale 60] [--only NAME ...]
+On virtual time (``simulate``'s clock): the figures do not depend on the machine's speed.
+
+    python bench/detection.py [--only NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
-import tempfile
 from pathlib import Path
 
 import structlog
@@ -22,33 +22,28 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET = ("no-fault", "flapping", "fly-api-down", "watcher-partition")
 
 
-async def _one(path: Path, scale: float) -> dict:
+def _one(path: Path) -> dict:
     from prometheus_client import CollectorRegistry
 
-    from hotdash_watch.clock import ScaledClock
-    from hotdash_watch.sim.runner import run_scenario
+    from hotdash_watch.sim.runner import simulate_scenario
     from hotdash_watch.sim.scenario import load_scenario
 
-    return await run_scenario(load_scenario(path), ScaledClock(scale),
-                              registry=CollectorRegistry(),
-                              workdir=Path(tempfile.mkdtemp(prefix="hotdash-bench-")))
+    return simulate_scenario(load_scenario(path), registry=CollectorRegistry())
 
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--time-scale", type=float, default=60.0)
     ap.add_argument("--only", nargs="*")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     paths = sorted((ROOT / "config" / "scenarios").glob("*.toml"))
     if args.only:
         paths = [p for p in paths if p.stem in args.only]
-    print(f"detection over {len(paths)} scenarios at time scale {args.time_scale:g} "
-          "(scenario seconds)")
+    print(f"detection over {len(paths)} scenarios on virtual time (scenario seconds)")
     print(f"{'scenario':<22} {'incidents':>9} {'max sev':>8} {'detect s':>9}  verdict")
     ok_all = True
     for path in paths:
-        r = asyncio.run(_one(path, args.time_scale))
+        r = _one(path)
         s = r["summary"]
         n = len(r["incidents"])
         if path.stem in QUIET:

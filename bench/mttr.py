@@ -10,13 +10,14 @@ Targets (issue: auto-mitigation): first mitigation <= 10 s after detection; all-
 recovered <= 90 s after the fault; bad-release rolled back (exactly one rollback) and recovered
 <= 180 s after the fault.
 
-    python bench/mttr.py [--time-scale 60] [--only NAME ...]
+On virtual time (``simulate``'s clock): the figures do not depend on the machine's speed.
+
+    python bench/mttr.py [--only NAME ...]
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
 import tempfile
 from collections import Counter
@@ -43,21 +44,20 @@ allowed_actions = ["restart", "start", "rollback", "raise_memory", "scale_out"]
 """
 
 
-async def _one(name: str, extra: str | None, scale: float) -> dict:
+def _one(name: str, extra: str | None) -> dict:
     from prometheus_client import CollectorRegistry
 
-    from hotdash_watch.clock import ScaledClock
-    from hotdash_watch.sim.runner import run_scenario
+    from hotdash_watch.sim.runner import simulate_scenario
     from hotdash_watch.sim.scenario import load_scenario
 
-    work = Path(tempfile.mkdtemp(prefix="hotdash-mttr-"))
-    config = None
-    if extra == "memory":
-        config = work / "watch.toml"
-        config.write_text(MEMORY)
-    return await run_scenario(load_scenario(ROOT / "config" / "scenarios" / f"{name}.toml"),
-                              ScaledClock(scale), registry=CollectorRegistry(), workdir=work,
-                              config=config)
+    with tempfile.TemporaryDirectory(prefix="hotdash-mttr-") as work:
+        config = None
+        if extra == "memory":
+            config = Path(work) / "watch.toml"
+            config.write_text(MEMORY)
+        return simulate_scenario(
+            load_scenario(ROOT / "config" / "scenarios" / f"{name}.toml"),
+            registry=CollectorRegistry(), config=config)
 
 
 def _fmt(v: float | None) -> str:
@@ -66,18 +66,17 @@ def _fmt(v: float | None) -> str:
 
 def main() -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--time-scale", type=float, default=60.0)
     ap.add_argument("--only", nargs="*")
     args = ap.parse_args()
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     runs = [r for r in RUNS if not args.only or r[0] in args.only]
-    print(f"mitigation over {len(runs)} runs at time scale {args.time_scale:g} "
+    print(f"mitigation over {len(runs)} runs on virtual time "
           "(scenario seconds after the first fault)")
     print(f"{'scenario':<26} {'detect':>7} {'1st act':>8} {'act-det':>8} {'recover':>8} "
           f"{'resolve':>8}  actions")
     ok_all = True
     for name, extra in runs:
-        r = asyncio.run(_one(name, extra, args.time_scale))
+        r = _one(name, extra)
         s = r["summary"]
         det, first = s["detection_latency_s"], s["time_to_first_action_s"]
         gap = None if det is None or first is None else first - det
