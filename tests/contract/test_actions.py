@@ -349,7 +349,7 @@ class TestRaiseMemory:
     async def test_raise_memory_cures_oom(self, client, clock, sim, mid):
         """512 -> 1024 MB on an OOM-ing machine: updated once, it stays up, the OOM is cured."""
         await self.oom_looping(sim, mid)
-        config_before = sim.world.machine(APP, mid).config
+        config_before = copy.deepcopy(sim.world.machine(APP, mid).config)  # not the live dict
         run = Run(client, clock)
         result = await run(make_step(ActionKind.RAISE_MEMORY, mid, memory_mb=1024, from_mb=512))
         assert result.outcome is Outcome.OK, result.text
