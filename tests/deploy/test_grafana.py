@@ -30,6 +30,13 @@ def dashboard() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
+def panels(dashboard: dict[str, Any]) -> list[dict[str, Any]]:
+    found = dashboard_panels(dashboard)
+    assert len(found) >= 10
+    return found
+
+
+@pytest.fixture(scope="module")
 def queries(dashboard: dict[str, Any]) -> list[tuple[str, str]]:
     found = dashboard_queries(dashboard)
     assert len(found) >= 10
@@ -50,8 +57,7 @@ def test_dashboard_header(dashboard: dict[str, Any]):
     assert app["includeAll"] and app["multi"] and app["allValue"] == ".+"
 
 
-def test_every_panel_has_a_title_and_queries(dashboard: dict[str, Any]):
-    panels = dashboard_panels(dashboard)
+def test_every_panel_has_a_title_and_queries(panels: list[dict[str, Any]]):
     ids = [p["id"] for p in panels]
     assert len(ids) == len(set(ids)), "panel ids repeat"
     for p in panels:
@@ -67,9 +73,9 @@ def test_every_panel_has_a_title_and_queries(dashboard: dict[str, Any]):
             assert t["datasource"]["uid"] == DS_REF, p["title"]
 
 
-def test_panels_do_not_overlap(dashboard: dict[str, Any]):
+def test_panels_do_not_overlap(panels: list[dict[str, Any]]):
     cells: dict[tuple[int, int], str] = {}
-    for p in dashboard_panels(dashboard):
+    for p in panels:
         g = p["gridPos"]
         assert g["x"] + g["w"] <= 24, p["title"]
         for x in range(g["x"], g["x"] + g["w"]):
@@ -108,9 +114,9 @@ def test_queries_read_only_exported_series_and_labels(queries: list[tuple[str, s
             assert keys <= labels, f"{where}: no label {sorted(keys - labels)}"
 
 
-def test_legends_name_labels_the_query_keeps(dashboard: dict[str, Any]):
+def test_legends_name_labels_the_query_keeps(panels: list[dict[str, Any]]):
     series = exported()
-    for p in dashboard_panels(dashboard):
+    for p in panels:
         for t in p.get("targets", []):
             legend = set(re.findall(r"\{\{\s*(\w+)\s*\}\}", t.get("legendFormat", "")))
             groupings = re.findall(r"\bby\s*\(([^)]*)\)", t["expr"])
