@@ -434,9 +434,11 @@ class TestLeaseRelease:
 
 class TestOddBodies:
     async def test_action_body_is_not_read(self, fly, client):
-        """A successful start whose body is not JSON still succeeds: the body is not used."""
+        """A successful start whose body is not JSON still succeeds: the body is not used
+        (and the call is not repeated)."""
         fly.on("POST", f"{MACHINE}/start", Reply(200, text="started, I think"))
         await client.start(APP, MID)
+        assert fly.calls["POST", f"{MACHINE}/start"] == 1
 
     async def test_wait_408_body_is_not_read(self, fly, client):
         """A 408 from wait means False whatever its body says."""
