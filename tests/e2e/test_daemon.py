@@ -178,7 +178,7 @@ class TestLogs:
             if e["event"].startswith("incident_"):
                 assert e.get("incident_id") == inc_id, e
         opened = events["incident_opened"]
-        assert opened["severity"] in ("SEV-1", "SEV-2") and opened["reasons"]
+        assert opened["severity"] == "SEV-2" and opened["reasons"]  # incident_escalated follows
 
 
 class TestAdminApi:
