@@ -48,6 +48,7 @@ from typing import Any, Self
 from sqlalchemy import (
     Select,
     and_,
+    bindparam,
     delete,
     event,
     exists,
@@ -218,7 +219,7 @@ def _silence_of(row: Any) -> Silence:
     )
 
 
-def _older_pending(now: float | None = None) -> Any:
+def _older_pending(now: Any = None) -> Any:
     """EXISTS: a pending row of the same channel queued before the outer row (and, with
     ``now``, not due yet): the outer row must wait for it, so each channel keeps its order."""
     o, p = outbox, outbox.alias("older")
@@ -231,6 +232,18 @@ def _older_pending(now: float | None = None) -> Any:
     if now is not None:
         conds.append(p.c.next_attempt_at > now)
     return exists().where(*conds)
+
+
+# The outbox's polling statements, built once (``now`` and ``limit`` are bound per call): the
+# delivery loop runs them every few seconds, and building the alias each time cost more than
+# running the query on SQLite.
+_PENDING = outbox.c.state == PageState.PENDING.value
+_DUE_PAGES = (select(outbox)
+              .where(_PENDING, outbox.c.next_attempt_at <= bindparam("now"),
+                     ~_older_pending(bindparam("now")))
+              .order_by(outbox.c.created_at, outbox.c.id).limit(bindparam("limit")))
+_DEPTH = select(func.count(), func.min(outbox.c.created_at)).where(_PENDING)
+_NEXT_DUE = select(func.min(outbox.c.next_attempt_at)).where(_PENDING, ~_older_pending())
 
 
 def redact_store_url(url: str) -> str:
@@ -709,13 +722,10 @@ class Store:
         """
         if limit <= 0:
             return []
-        query = (select(outbox)
-                 .where(outbox.c.state == PageState.PENDING.value,
-                        outbox.c.next_attempt_at <= now, ~_older_pending(now))
-                 .order_by(outbox.c.created_at, outbox.c.id).limit(limit))
         with self._errors("cannot read due pages"):
             async with self._engine.connect() as conn:
-                return [_outbox_of(r) for r in (await conn.execute(query)).all()]
+                rows = (await conn.execute(_DUE_PAGES, {"now": now, "limit": limit})).all()
+                return [_outbox_of(r) for r in rows]
 
     async def pending_pages(self, channel: str | None = None, limit: int = 1000
                             ) -> list[OutboxRow]:
@@ -785,16 +795,10 @@ class Store:
 
     async def outbox_stats(self, now: float) -> OutboxStats:
         """Pending depth, the oldest pending row's age at ``now``, the next due time."""
-        pending = outbox.c.state == PageState.PENDING.value
         with self._errors("cannot read the outbox"):
             async with self._engine.connect() as conn:
-                depth, oldest = (await conn.execute(
-                    select(func.count(), func.min(outbox.c.created_at)).where(pending)
-                )).one()
-                nxt = (await conn.execute(
-                    select(func.min(outbox.c.next_attempt_at))
-                    .where(pending, ~_older_pending())
-                )).scalar_one_or_none()
+                depth, oldest = (await conn.execute(_DEPTH)).one()
+                nxt = (await conn.execute(_NEXT_DUE)).scalar_one_or_none() if depth else None
         return OutboxStats(depth=int(depth),
                            oldest_age_s=0.0 if oldest is None else max(0.0, now - oldest),
                            next_attempt_at=nxt)
