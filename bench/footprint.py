@@ -62,7 +62,24 @@ def main() -> int:
     target = multiprocessing.Process(target=_serve, args=(q,), daemon=True)
     target.start()
     port = q.get(timeout=10)
-    work = Path(tempfile.mkdtemp(prefix="hotdash-footprint-"))
+    try:
+        with tempfile.TemporaryDirectory(prefix="hotdash-footprint-") as tmp:
+            rss, peak, cpu = _measure(args, port, Path(tmp))
+    finally:
+        target.terminate()
+
+    print(f"idle footprint, {args.apps} targets every {args.interval:g} s, "
+          f"measured over {args.measure:g} s after {args.warmup:g} s warm-up")
+    print(f"  RSS  {rss:6.1f} MB (peak {peak:.1f} MB)   target <= 80 MB  "
+          f"{'met' if peak <= 80 else 'MISSED'}")
+    print(f"  CPU  {cpu:6.2f} % of a core              target <= 1 %   "
+          f"{'met' if cpu <= 1 else 'MISSED'}")
+    return 0
+
+
+def _measure(args: argparse.Namespace, port: int, work: Path) -> tuple[float, float, float]:
+    """Run the daemon on a config in ``work``: (RSS MB, peak RSS MB, CPU % of a core). The
+    daemon has exited when this returns, so ``work`` can be removed."""
     cfg = work / "watch.toml"
     lines = [f'store_url = "sqlite+aiosqlite:///{work / "w.db"}"',
              '[server]\nhost = "127.0.0.1"\nport = 0',
@@ -86,16 +103,13 @@ def main() -> int:
         rss = _rss_mb(proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-        target.terminate()
-
-    print(f"idle footprint, {args.apps} targets every {args.interval:g} s, "
-          f"measured over {args.measure:g} s after {args.warmup:g} s warm-up")
-    print(f"  RSS  {rss:6.1f} MB (peak {peak:.1f} MB)   target <= 80 MB  "
-          f"{'met' if peak <= 80 else 'MISSED'}")
-    print(f"  CPU  {cpu:6.2f} % of a core              target <= 1 %   "
-          f"{'met' if cpu <= 1 else 'MISSED'}")
-    return 0
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()  # it must be gone before its folder is removed
+            proc.wait()
+            raise
+    return rss, peak, cpu
 
 
 if __name__ == "__main__":
