@@ -99,6 +99,13 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def bench(args: argparse.Namespace, base: str) -> int:
+    if args.store:
+        return await _bench(args, base, args.store)
+    with tempfile.TemporaryDirectory(prefix="outbox-bench-") as tmp:  # removed afterwards
+        return await _bench(args, base, f"sqlite+aiosqlite:///{tmp}/b.db")
+
+
+async def _bench(args: argparse.Namespace, base: str, url: str) -> int:
     import aiohttp
     import structlog
     from prometheus_client import CollectorRegistry
@@ -114,7 +121,6 @@ async def bench(args: argparse.Namespace, base: str) -> int:
     from hotdash_watch.severity import Severity
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
-    url = args.store or f"sqlite+aiosqlite:///{tempfile.mkdtemp(prefix='outbox-bench-')}/b.db"
     channels = [{"name": f"c{i}", "kind": "webhook", "url": f"{base}/c{i}",
                  "hmac_secret": "bench-key"} for i in range(args.channels)]
     settings = load_settings(None, overrides={"notify": {"channels": channels},
