@@ -218,6 +218,7 @@ async def _run(scenario: Scenario, clock: Clock, *, config: str | Path | None,
         end = scenario.duration_s if stop_at_s is None else min(stop_at_s, scenario.duration_s)
         remaining = end - sim.world.t()
         await clock.sleep(max(0.0, remaining))
+        sim.world.step_to()  # every change due by the end, before its truth is read
         assert daemon.store is not None
         incidents = []
         for row in await daemon.store.list_incidents(limit=1000):

@@ -69,6 +69,10 @@ __all__ = [
 
 DAY_S = 86400.0
 TICK_S = 1.0
+#: How often the background loop steps the world when no request does. Every request steps it
+#: first and each change runs at its own scenario time, so this only bounds how late a change
+#: nobody asked about is applied (and narrated); it changes nothing the world does.
+BACKGROUND_STEP_S = 5.0
 START_S = 2.0
 STOP_S = 2.0
 RESTART_S = 3.0
@@ -380,10 +384,10 @@ class World:
         self._evaluate_recovery()
 
     async def run(self) -> None:
-        """Step the world every second of clock time until ``shutdown()``."""
+        """Step the world every ``BACKGROUND_STEP_S`` of clock time until ``shutdown()``."""
         while not self._stopping.is_set():
             self.step_to()
-            await self.pause(TICK_S)
+            await self.pause(BACKGROUND_STEP_S)
 
     def shutdown(self) -> None:
         """Wake every waiting request and the background loop; the world stops moving."""
