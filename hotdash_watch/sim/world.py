@@ -3,25 +3,26 @@
 No HTTP here (``app.py`` serves it). Everything happens at exact *scenario seconds* (``t`` = clock
 seconds since ``begin()``): a state change is a scheduled callback in a time-ordered queue, and
 ``step_to(t)`` runs every callback due by ``t`` in order, with the world's "now" set to each
-callback's own time. A background task (``run()``) steps the world every second of clock time and
-every HTTP request steps it first, so the outcome never depends on when the event loop got round
-to it: a test on a ``ManualClock`` may advance ten minutes at once and see exactly what a
-``ScaledClock`` run shows.
+callback's own time. A background task (``run()``) steps the world every few seconds of clock
+time and every HTTP request steps it first, so the outcome never depends on when the event loop
+got round to it: a test on a ``ManualClock`` may advance ten minutes at once and see exactly what
+a run on virtual or scaled time shows.
 
-The model (reference/fly-api.md; DESIGN.md "Simulator and scenarios"):
+The model (Fly's Machines API as its documentation and its Go client describe it; the scenario
+format is in config/scenarios/README.md):
 
 * Machines move through Fly's states with fixed delays: start (stopped → starting → started, 2 s),
   stop (→ stopping → stopped, 2 s), restart (started → restarting → started, 3 s, with an exit event
   ``requested_stop=true, restarting=true``), update (→ replacing → started, 5 s, new
   ``instance_id``; a stopped machine stays stopped with ``skip_launch``). Events are the four types
-  of the reference (launch, update, start, exit), newest first.
+  the Machines API reports (launch, update, start, exit), newest first.
 * flyd's ``on-failure`` policy: a machine that exits non-zero on its own is restarted 1 s later
   (exit event ``restarting=true``, ``restart_count`` growing; the machine's ``state`` stays
-  ``started`` meanwhile, as in the reference fixture) up to ``max_retries`` within 5 minutes, then
+  ``started`` meanwhile, as the Machines API shows it) up to ``max_retries`` within 5 minutes, then
   left ``stopped`` (``restarting=false``). A start, restart or update resets the count.
 * Health checks run on Fly's schedule (service check every 15 s after a 10 s grace period, the
   ``db`` check every 30 s after 20 s); ``updated_at`` is when a status last changed. Stopped
-  machines carry no ``checks`` key (as in the fixture).
+  machines carry no ``checks`` key (as the Machines API answers).
 * The proxy sends each request to the next started machine (round robin) whose service check is
   not critical (or that is still in its grace period); with none it autostarts a stopped machine
   (the request waits, up to 10 s) or answers 503 at the edge. A machine whose process is down
@@ -30,12 +31,12 @@ The model (reference/fly-api.md; DESIGN.md "Simulator and scenarios"):
   one that served the fewest requests in that period).
 * Background traffic: ``traffic_rps`` requests per scenario second, served in one-second batches
   through the same code as proxied requests; both count in the edge metrics.
-* Faults (DESIGN.md's table) change the world, which then stays consistent: a bad image crashes
-  again after a restart and only a rollback cures it, an OOM-ing machine keeps being killed until
-  its memory is raised, a dependency outage ignores restarts. ``fault_log`` records each fault
-  firing, ending (until_s, recover) or being cured (by what).
+* Faults (config/scenarios/README.md lists them) change the world, which then stays consistent:
+  a bad image crashes again after a restart and only a rollback cures it, an OOM-ing machine
+  keeps being killed until its memory is raised, a dependency outage ignores restarts.
+  ``fault_log`` records each fault firing, ending (until_s, recover) or being cured (by what).
 
-Choices where the reference is UNCONFIRMED are listed in ``hotdash_watch/sim/__init__.py``.
+Choices where Fly's documentation is silent are listed in ``hotdash_watch/sim/__init__.py``.
 """
 
 from __future__ import annotations
@@ -575,7 +576,7 @@ class World:
 
     def machine_json(self, m: SimMachine, *, summary: bool = False,
                      include_lease: bool = False) -> dict[str, Any]:
-        """The Machines API object for ``m``, shaped like reference/fixtures/machines-list.json."""
+        """The Machines API object for ``m`` (tests/fixtures/machines-list.json has the shape)."""
         out: dict[str, Any] = {
             "id": m.id,
             "name": m.name,
@@ -1148,7 +1149,7 @@ class World:
         if path.endswith("/health") and any(
                 self._flap_bad(af) for af in self._machine_faults(m, "flap")):
             # A flapping machine's health endpoint (and so its Fly check) alternates; the
-            # requests it serves meanwhile succeed. That is DESIGN's "health alternates".
+            # requests it serves meanwhile succeed. That is the flap fault's "health alternates".
             status, body = 503, "Service Unavailable"
             line = "ERROR health degraded: backend pool unhealthy, 503 Service Unavailable"
         ms = round(latency * 1000)
@@ -1260,7 +1261,7 @@ class World:
 
     def logs_page(self, app_name: str, next_token: str | None, instance: str | None,
                   region: str | None) -> dict[str, Any]:
-        """One page of the logs polling API, shaped like reference/fixtures/logs-page.json."""
+        """One page of the logs polling API (tests/fixtures/logs-page.json has the shape)."""
         app = self.app(app_name)
         if next_token:
             try:
