@@ -1,13 +1,16 @@
 """One clock for the whole daemon.
 
 Nothing else in the package reads the time or sleeps: every module gets a ``Clock`` and asks it.
-Three implementations:
+Implementations:
 
-* ``SystemClock`` - the real time.
+* ``SystemClock`` - the real time (``run``).
 * ``ScaledClock(rate)`` - time that runs ``rate`` times faster than the real one, starting at a
-  chosen instant; used by ``simulate --time-scale`` and the demo.
+  chosen instant; used by the standalone simulator (``python -m hotdash_watch.sim``), which
+  serves a daemon in another process on real time.
 * ``ManualClock`` - time that moves only when a test calls ``advance()``; sleepers wake when
   their deadline is passed. It refuses to go backwards.
+* ``virtual_time.VirtualClock`` - virtual time that jumps to the next timer when every task
+  waits (``simulate``, the demo, the scenario tests): the process's own work takes no time.
 
 ``now()`` is an aware UTC datetime, ``monotonic()`` seconds that never go back, ``timestamp()``
 the wall time as epoch seconds (the unit the window and the store use).
