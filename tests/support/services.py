@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import os
+import re
 import subprocess
 from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -58,14 +59,41 @@ def _postgres_error(url: str) -> str | None:
     return None
 
 
+@functools.cache
+def _worker_database(url: str, worker: str) -> str:
+    """A database of its own for the pytest-xdist ``worker`` beside the one ``url`` names
+    (created once if missing), so that parallel workers never drop each other's tables."""
+    base = urlsplit(url)
+    name = f"{base.path.lstrip('/') or 'test'}_{worker}"
+
+    async def create() -> None:
+        dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
+        conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.DuplicateDatabaseError:
+            pass  # another process created it meanwhile
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, create()).result()
+    return base._replace(path=f"/{name}").geturl()
+
+
 def require_postgres_url(url: str = POSTGRES_URL) -> str:
-    """``url`` if PostgreSQL answers there; otherwise skip the test (fail it under ``CI=true``)."""
+    """``url`` if PostgreSQL answers there; otherwise skip the test (fail it under ``CI=true``).
+    Under pytest-xdist each worker gets a database of its own beside ``url``'s."""
     error = _postgres_error(url)
     if error is not None:
         where = urlsplit(url)
         service_unavailable(
             f"PostgreSQL not reachable at {where.hostname}:{where.port or 5432}: {error}"
         )
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker and re.fullmatch(r"gw\d+", worker):
+        return _worker_database(url, worker)
     return url
 
 
