@@ -68,8 +68,11 @@ def _skip_blanks(line: str, pos: int) -> int:
 
 def _label_value(line: str, pos: int, lineno: int) -> tuple[str, int]:
     """The quoted value starting at ``line[pos] == '"'``, unescaped, and the position after it."""
-    out: list[str] = []
     pos += 1
+    end = line.find('"', pos)
+    if end != -1 and "\\" not in line[pos:end]:  # the usual value: no escape before its end
+        return line[pos:end], end + 1
+    out: list[str] = []
     while pos < len(line):
         ch = line[pos]
         if ch == '"':
