@@ -554,6 +554,14 @@ def _normalise_autostop(value: bool | str | None) -> bool | str | None:
     return value
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of decoded JSON (dicts, lists, scalars): what ``copy.deepcopy`` does for it,
+    several times faster (no memo; JSON has no cycles or shared nodes to keep)."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    return [_json_copy(v) for v in value] if isinstance(value, list) else value
+
+
 def _machine(w: _Machine) -> Machine:
     raw_config = w.config if w.config is not None else (w.incomplete_config or {})
     cfg = _validate(_Config, raw_config, "machine config")
@@ -592,7 +600,7 @@ def _machine(w: _Machine) -> Machine:
         autostart=first_service.autostart if first_service else None,
         is_standby=bool(cfg.standbys),
         restart_policy=cfg.restart.policy if cfg.restart else None,
-        config=MappingProxyType(copy.deepcopy(raw_config)),
+        config=MappingProxyType(_json_copy(raw_config)),
         incomplete=w.config is None,
         cordoned=bool(w.cordoned),
         updated_at=_opt_time(w.updated_at),

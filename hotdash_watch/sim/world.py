@@ -303,6 +303,13 @@ def _autostop_json(value: Any) -> bool | str:
     return value == "stop"
 
 
+def _json_copy(value: Any) -> Any:
+    """A deep copy of JSON-shaped data (a response must never share the world's own dicts)."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    return [_json_copy(v) for v in value] if isinstance(value, list) else value
+
+
 def _lognormal(rng: random.Random, median: float, sigma: float) -> float:
     return median * math.exp(rng.gauss(0.0, sigma))
 
@@ -587,7 +594,7 @@ class World:
             "image_ref": self._image_ref(m.image),
         }
         if not summary:
-            out["config"] = copy.deepcopy(m.config)
+            out["config"] = _json_copy(m.config)
         out["cordoned"] = False
         if not summary:
             out["host_status"] = "ok"
