@@ -1,10 +1,15 @@
 """Fixtures for the records tests: an incident driven through the real state machine, a store,
-and the Fly simulator with a real ``FlyClient`` pointed at it."""
+and the Fly simulator with a real ``FlyClient`` pointed at it.
+
+``running_sim`` is the simulator as an async context manager, for tests on virtual time
+(``@on_virtual_time``), which cannot use async fixtures; ``start_sim`` is the same as a fixture.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -88,25 +93,32 @@ async def session() -> AsyncIterator[aiohttp.ClientSession]:
 StartSim = Callable[[Clock], Awaitable[SimServer]]
 
 
+@asynccontextmanager
+async def running_sim(clock: Clock) -> AsyncIterator[SimServer]:
+    """The simulator (one app of three machines, the first OOM-killed from 5 s on) on
+    ``clock``, stopped when the body ends."""
+    scenario = parse_scenario({
+        "name": "records", "duration_s": 900, "seed": 7,
+        "apps": [{"name": APP, "machines": 3}],
+        "faults": [{"at_s": 5, "kind": "oom", "app": APP, "machines": 1, "need_mb": 1024}],
+    }, "tests/records")
+    sim = SimServer(scenario, clock)
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
 @pytest.fixture
 async def start_sim() -> AsyncIterator[StartSim]:
-    """Start the simulator (one app of three machines) on the given clock; stopped afterwards."""
-    servers: list[SimServer] = []
+    """Start the simulator (``running_sim``) on the given clock; stopped afterwards."""
+    async with AsyncExitStack() as stack:
 
-    async def start(clock: Clock) -> SimServer:
-        scenario = parse_scenario({
-            "name": "records", "duration_s": 900, "seed": 7,
-            "apps": [{"name": APP, "machines": 3}],
-            "faults": [{"at_s": 5, "kind": "oom", "app": APP, "machines": 1, "need_mb": 1024}],
-        }, "tests/records")
-        sim = SimServer(scenario, clock)
-        servers.append(sim)
-        await sim.start()
-        return sim
+        async def start(clock: Clock) -> SimServer:
+            return await stack.enter_async_context(running_sim(clock))
 
-    yield start
-    for sim in servers:
-        await sim.stop()
+        yield start
 
 
 def fly_client(session: aiohttp.ClientSession, clock: Clock, sim: SimServer, **kw: float

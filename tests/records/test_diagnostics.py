@@ -2,7 +2,9 @@
 
 Timeline of the simulated world: three machines of hotdash-api, the first OOM-killed from 5 s
 on (it needs 1024 MB, has 512); the capture runs at 60 s. Under ``fly_api_down`` every Fly call
-fails or hangs, and the capture still ends within its own timeout.
+fails or hangs, and the capture still ends within its own timeout: that test runs on virtual
+time (``@on_virtual_time``), so the bound is read on the clock, exactly, whatever the machine's
+speed.
 """
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from aiohttp import web
 from pydantic import SecretStr
 
-from hotdash_watch.clock import ManualClock, ScaledClock
+from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import Settings
 from hotdash_watch.fly import FlyClient
 from hotdash_watch.records.diagnostics import (
@@ -31,7 +32,9 @@ from hotdash_watch.records.diagnostics import (
     incident_dir_name,
 )
 from hotdash_watch.sim import Fault
-from tests.records.conftest import APP, StartSim, fly_client, run_story
+from hotdash_watch.virtual_time import VirtualClock
+from tests.records.conftest import APP, StartSim, fly_client, run_story, running_sim
+from tests.support.virtual import on_virtual_time
 
 FLY_FILES = ["app-status.txt", "machines.txt", "machines-detail.txt", f"logs-{APP}.txt",
              "releases.txt"]
@@ -125,25 +128,43 @@ class TestCapture:
         assert evidence["incident"]["reasons"] == list(inc.reasons)
         assert "capture failed" not in status + listing + detail + releases
 
+    @pytest.mark.parametrize(("client_bounds", "cut_by_the_capture"), [
+        # The client gives up first: 2 tries of at most 2 s each, 0.1 to 0.2 s apart.
+        pytest.param({"timeout_s": 2.0, "attempts": 2, "deadline_s": 4.0}, False,
+                     id="client-gives-up-first"),
+        # The client would go on for minutes: the capture's own deadline ends every call.
+        pytest.param({"timeout_s": 60.0, "attempts": 50, "deadline_s": 120.0}, True,
+                     id="capture-deadline-first"),
+    ])
+    @on_virtual_time
     async def test_fly_api_down_is_noted_and_bounded(
-        self, tmp_path: Path, settings: Settings, session: aiohttp.ClientSession,
-        start_sim: StartSim,
+        self, tmp_path: Path, settings: Settings, client_bounds: dict[str, float],
+        cut_by_the_capture: bool,
     ) -> None:
-        """During fly_api_down each Fly file says what failed and the capture ends in time."""
-        rate, timeout_s = 20.0, 10.0
-        clock = ScaledClock(rate, datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
-        sim = await start_sim(clock)
-        sim.world.inject(Fault(at_s=0, kind="fly_api_down", until_s=sim.world.now + 3600))
-        client = fly_client(session, clock, sim, timeout_s=2.0, attempts=2, deadline_s=4.0)
-        inc = run_story(settings).incident
-        began = time.monotonic()
-        directory = await capture(client, [APP], inc, tmp_path, clock=clock,
-                                  timeout_s=timeout_s)
-        assert time.monotonic() - began < timeout_s / rate + 1.0
+        """During fly_api_down each Fly file says what failed and the capture ends in time:
+        within its timeout of clock seconds, exactly (writing the files takes no clock time),
+        and at that timeout when the client's own bounds are longer."""
+        timeout_s = 10.0
+        clock = VirtualClock.running(datetime(2026, 3, 1, 12, 0, tzinfo=UTC))
+        async with running_sim(clock) as sim, aiohttp.ClientSession() as session:
+            sim.world.inject(Fault(at_s=0, kind="fly_api_down", until_s=sim.world.now + 3600))
+            client = fly_client(session, clock, sim, **client_bounds)
+            inc = run_story(settings).incident
+            began = clock.monotonic()
+            directory = await capture(client, [APP], inc, tmp_path, clock=clock,
+                                      timeout_s=timeout_s)
+            took = clock.monotonic() - began
+        if cut_by_the_capture:
+            assert took == pytest.approx(timeout_s, abs=1e-9)
+        else:  # two tries, each cut at the client's timeout at the latest, and one backoff
+            assert 0.0 < took <= 2 * client_bounds["timeout_s"] + 0.2 < timeout_s
         for name in FLY_FILES:
             text = read(directory, name)
             assert "capture failed: " in text, name
-            assert "FlyUnavailable" in text or "(timeout)" in text, name
+            if cut_by_the_capture:
+                assert f"no answer within {timeout_s:g} s (timeout)" in text, name
+            else:
+                assert "(FlyUnavailable)" in text and "(timeout)" not in text, name
         assert json.loads(read(directory, "evidence.json"))["incident"]["id"] == inc.id
 
     async def test_a_call_that_never_answers_is_cut_at_the_deadline(
