@@ -196,7 +196,8 @@ def _simulate(args: argparse.Namespace) -> int:
             return EXIT_CONFIG
     kept: list[Kept] = []
     report = simulate(args.scenario, time_scale=args.time_scale, config=args.config,
-                      dry_run=args.dry_run or None, workdir=workdir, kept=kept,
+                      dry_run=args.dry_run or None, workdir=workdir,
+                      kept=kept if workdir is not None else None,
                       on_clock=lambda clock: logs.configure("auto", "warning", clock=clock))
     if args.report:
         write_report(report, args.report)
