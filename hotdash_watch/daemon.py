@@ -9,6 +9,7 @@ every transition already computed is on disk.
 from __future__ import annotations
 
 import asyncio
+import random
 import signal
 from contextlib import suppress
 from typing import Any
@@ -44,8 +45,12 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         *,
         schedule: bool = True,
+        rng: random.Random | None = None,
     ) -> None:
+        """``rng`` draws every random delay (Fly retry jitter, page retry jitter); simulation
+        passes a seeded one so that the same scenario gives the same run. ``None``: unseeded."""
         self.settings = settings
+        self.rng = rng
         self.clock = clock or SystemClock()
         self.metrics = Metrics(registry or CollectorRegistry())
         self.schedule = schedule
@@ -74,14 +79,15 @@ class Daemon:
             connector=aiohttp.TCPConnector(limit=100, ttl_dns_cache=60),
             headers={"User-Agent": "hotdash-watch"},
         )
-        self.pipeline = build(s, self.clock, self.store, self.metrics, self.session)
+        self.pipeline = build(s, self.clock, self.store, self.metrics, self.session,
+                              rng=self.rng)
         if s.notify.channels:
             # Imported only when paging is configured: the channel modules cost memory.
             from hotdash_watch.notify import build_notifiers
             from hotdash_watch.notify.outbox import Outbox
 
             self.outbox = Outbox(self.store, build_notifiers(s), self.session, self.clock,
-                                 self.metrics, s)
+                                 self.metrics, s, rng=self.rng)
             self._outbox_task = asyncio.create_task(self.outbox.run(), name="outbox")
         self.responder = Responder(s, self.clock, self.store, self.metrics, outbox=self.outbox,
                                    fly_client=self.pipeline.fly_client)

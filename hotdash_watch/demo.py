@@ -13,6 +13,7 @@ runbook's 10-minute stabilization, resolves the incident, and the demo prints th
 from __future__ import annotations
 
 import asyncio
+import random
 import sys
 import tempfile
 import tomllib
@@ -114,7 +115,8 @@ async def run_demo(time_scale: float = 20.0, port: int = 9464, exit_when_done: b
     await receiver.start()
     settings = settings_for(scenario, sim, workdir=workdir, dry_run=False, port=port,
                             page_url=receiver.url)
-    daemon = Daemon(settings, clock, CollectorRegistry())
+    daemon = Daemon(settings, clock, CollectorRegistry(),
+                    rng=random.Random(f"{scenario.seed}:watcher"))
     stop = asyncio.Event()
     narrator: asyncio.Task[None] | None = None
 

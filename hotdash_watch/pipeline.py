@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import random
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -622,8 +623,10 @@ def build(
     store: Store,
     metrics: Metrics,
     session: aiohttp.ClientSession,
+    rng: random.Random | None = None,
 ) -> Pipeline:
-    """Wire probes and stages for every configured app."""
+    """Wire probes and stages for every configured app. ``rng`` draws the Fly client's retry
+    jitter (simulation passes a seeded one, so that a run can be repeated exactly)."""
     fly = settings.fly
     fly_probes: list[Any] = []
     if fly.enabled:
@@ -631,7 +634,7 @@ def build(
         client = FlyClient(session, clock, token=fly.api_token, machines_url=fly.machines_url,
                            api_url=fly.api_url,
                            prometheus_url=fly.metrics_url if fly.metrics == "prometheus"
-                           else None, timeout_s=fly.timeout_s)
+                           else None, timeout_s=fly.timeout_s, rng=rng)
         for app in settings.apps:
             fly_probes += [
                 MachinesProbe(app.name, client, clock, span_s=settings.thresholds.oom_window_s,

@@ -21,6 +21,7 @@ import email.utils
 import functools
 import json
 import math
+import random
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -197,6 +198,7 @@ class FlyClient:
         timeout_s: float = 10.0,
         attempts: int = 4,
         deadline_s: float = 60.0,
+        rng: random.Random | None = None,
     ) -> None:
         if not isinstance(token, SecretStr):
             raise TypeError("token must be a pydantic SecretStr")
@@ -215,6 +217,7 @@ class FlyClient:
         self._timeout_s = float(timeout_s)
         self._timeout = self._client_timeout(self._timeout_s)
         self._policy = RetryPolicy(attempts=attempts, deadline_s=deadline_s)
+        self._rng = rng  # retry jitter; None: the module's own generator
         self._redact = _Redactor(token)
         # Defence in depth: the log pipeline's last processor scrubs these values too.
         scrubber.register(self._redact.values)
@@ -369,6 +372,7 @@ class FlyClient:
             call=ctx["call"],
             app=ctx.get("app"),
             machine=ctx.get("machine"),
+            rng=self._rng,
         )
 
     # --- Machines API: reads ----------------------------------------------------------------------

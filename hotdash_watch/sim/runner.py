@@ -22,6 +22,7 @@ incident). A scenario with no fault must produce no incident, no action and no p
 from __future__ import annotations
 
 import json
+import random
 import tempfile
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -134,7 +135,8 @@ def _at(ts: float | None, t0: float) -> float | None:
 def build_report(scenario: Scenario, time_scale: float | None, t0: float,
                  incidents: Sequence[Incident], actions: Sequence[dict[str, Any]],
                  pages: Sequence[dict[str, Any]], recovered_at_s: float | None) -> dict[str, Any]:
-    """The simulate report (DESIGN's JSON shape). Pure: every time is already known."""
+    """The simulate report: scenario, time_scale, incidents, actions, pages and the summary the
+    module docstring describes. Pure: every time is already known."""
     incs = sorted(incidents, key=lambda i: i.opened_at)
     first_fault = min((f.at_s for f in scenario.faults if f.kind != "recover"), default=None)
     inc_rows = [{
@@ -213,7 +215,9 @@ async def _run(scenario: Scenario, clock: Clock, *, config: str | Path | None,
     try:
         settings = settings_for(scenario, sim, config=config, workdir=workdir, dry_run=dry_run,
                                 page_url=receiver.url)
-        daemon = Daemon(settings, clock, registry or CollectorRegistry())
+        # A seeded generator for the watcher's random delays (retry jitter): same seed, same run.
+        daemon = Daemon(settings, clock, registry or CollectorRegistry(),
+                        rng=random.Random(f"{scenario.seed}:watcher"))
         await daemon.start()
         end = scenario.duration_s if stop_at_s is None else min(stop_at_s, scenario.duration_s)
         remaining = end - sim.world.t()
