@@ -4,10 +4,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from hotdash_watch.cli import main
 
@@ -24,6 +27,19 @@ kind = "crash"
 app = "hotdash-api"
 machines = "all"
 """
+
+
+@pytest.fixture(autouse=True)
+def _own_logging() -> Iterator[None]:
+    """``simulate`` configures the process's logging (to the captured stream, on its virtual
+    clock): put back what the other tests log through when it is done."""
+    old, handlers, level = structlog.get_config(), logging.root.handlers[:], logging.root.level
+    try:
+        yield
+    finally:
+        structlog.configure(**old)
+        logging.root.handlers[:] = handlers
+        logging.root.setLevel(level)
 
 
 @pytest.fixture
