@@ -22,6 +22,12 @@ copy. With no working channel left, pages stay pending on their own channel: nev
 A failed-over channel is tried again (with its oldest page) each time its retry time comes;
 its first success ends the breakage.
 
+The loop runs a pass when a page is queued (``wake``), when a row or a failover is due, and
+otherwise every ``poll_s`` while anything is pending or a channel is failing. With nothing
+pending and every channel well it only looks every ``idle_poll_s`` (a safety net: every page
+this process queues wakes it at once), so an idle watcher does not query its store every few
+seconds.
+
 Backoff is exponential from ``notify.retry_initial_s`` to ``notify.retry_max_s`` with +-20 %
 jitter (a receiver's Retry-After is honoured up to the maximum), in clock seconds. A channel's
 rows go out in order: a row waits while an older row of its channel waits for its retry.
@@ -240,6 +246,7 @@ class Outbox:
         rng: random.Random | None = None,
         batch: int = 100,
         poll_s: float = 5.0,
+        idle_poll_s: float = 60.0,
     ) -> None:
         names = [n.name for n in notifiers]
         if len(set(names)) != len(names):
@@ -253,6 +260,7 @@ class Outbox:
         self._rng = rng or random.Random()
         self._batch = batch
         self._poll_s = poll_s
+        self._idle_poll_s = max(poll_s, idle_poll_s)
         registry = getattr(metrics_registry, "registry", metrics_registry)
         if registry is None:
             registry = CollectorRegistry(auto_describe=True)
@@ -630,8 +638,9 @@ class Outbox:
 
     def _next_delay(self, now: float) -> float:
         """Seconds until the next row is due or a failing channel reaches its failover time,
-        at most ``poll_s``."""
-        due = [self._poll_s]
+        at most ``poll_s`` (``idle_poll_s`` with nothing pending and no channel failing)."""
+        idle = not self._stats.depth and all(h.breakage is None for h in self._health.values())
+        due = [self._idle_poll_s if idle else self._poll_s]
         if self._stats.next_attempt_at is not None:
             due.append(self._stats.next_attempt_at - now)
         limit = self._settings.notify.failover_after_s

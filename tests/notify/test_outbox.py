@@ -370,3 +370,38 @@ class TestRestartAndLoop:
             task.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await task
+
+
+class TestIdleLoop:
+    async def test_an_idle_loop_looks_every_idle_poll_not_every_poll(
+            self, make_outbox: MakeOutbox, receiver: Receiver, clock: ManualClock):
+        """With nothing pending and every channel well, the loop runs no pass for 60 s (its
+        own pages wake it at once); a row another writer left in the store is still found and
+        sent at the next idle look."""
+        outbox = await make_outbox("hook")
+        passes = 0
+        real_pass = outbox._pass
+
+        async def counted() -> int:
+            nonlocal passes
+            passes += 1
+            return await real_pass()
+
+        outbox._pass = counted  # type: ignore[method-assign]
+        task = asyncio.create_task(outbox.run())
+        try:
+            await outbox.wait_idle()
+            assert passes == 1
+            other = await make_outbox("hook")  # same store, its own (stopped) loop
+            await other.page(page())
+            clock.advance(30)
+            for _ in range(50):
+                await asyncio.sleep(0)
+            assert passes == 1 and receiver.requests == []
+            clock.advance(30)
+            await receiver.wait_for(1)  # the real-time bound only stops a hang
+            assert passes == 2
+        finally:
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
