@@ -4,7 +4,8 @@
 it never calls Fly. The guards (``guards.py``) may veto each step, and the pipeline carries out
 the first step that passes them, one at a time per app.
 
-The table (DESIGN.md "Policy and guards"; runbook Scenarios 1-5):
+The table (the runbook's Scenarios 1-5; README.md, "What the watcher does by itself", says the
+same for operators):
 
 * an operator or inbound alert (data corruption, breach) -> page: a person decides.
 * a dependency failure (the logs point at Supabase, OpenAI, upstream timeouts) -> page, never

@@ -1,10 +1,10 @@
 """The watcher's health record per release: was the app healthy while that image ran?
 
-A rollback goes only to a release this record knows was healthy, never blind (DESIGN: "The
-daemon keeps a health record per release"). The record is keyed by the image the app's machines
-actually run, not by Fly's "current release": a Machines-API rollback leaves no release record
-(reference §3.2), so after one the current release still names the bad version while the
-machines run the old image.
+A rollback goes only to a release this record knows was healthy, never blind. The record is
+keyed by the image the app's machines actually run, not by Fly's "current release": a rollback
+made through the Machines API (each machine updated to the earlier image) creates no release on
+Fly, so after one the current release still names the bad version while the machines run the
+old image.
 
 Pure: ``observe`` returns a new record; the mitigation stage keeps it in the store's kv.
 """

@@ -6,25 +6,26 @@ reads scenario files (apps and a fault timeline), ``world.py`` is the simulated 
 faults' consequences, ``app.py`` the HTTP server (``SimServer``). ``python -m hotdash_watch.sim
 SCENARIO.toml`` runs it alone.
 
-Choices made where reference/fly-api.md says UNCONFIRMED (or is silent):
+Choices made where Fly's documentation leaves the behaviour open (or says nothing):
 
 * Autostop: Fly's proxy checks every 300 s; with spare capacity and more started machines than
   ``min_machines_running`` it stops one (the one that served the fewest requests in the period).
   The stop shows as an ``exit`` event with source ``flyd``, ``requested_stop=true`` and
-  ``exit_code`` 0, exactly like the reference fixture's autostopped machine; there is no separate
-  event with a ``proxy`` source (a ``proxy``-provider log line says why it stopped).
-* Events use only the four confirmed types (launch, update, start, exit). A restart is an exit
-  event with ``requested_stop=true, restarting=true`` followed by start/started; a stop an exit
-  with ``requested_stop=true, restarting=false``. Embedded ``events`` (newest 5) carry no ``id``
-  (as in machines-list.json); ``GET …/events`` items do (as in machine-events.json).
+  ``exit_code`` 0, as the Machines API shows an autostopped machine; there is no separate event
+  with a ``proxy`` source (a ``proxy``-provider log line says why it stopped).
+* Events use only the four types Fly's examples show (launch, update, start, exit). A restart
+  is an exit event with ``requested_stop=true, restarting=true`` followed by start/started; a
+  stop an exit with ``requested_stop=true, restarting=false``. The ``events`` embedded in a
+  machine (newest 5) carry no ``id``; the items of ``GET …/events`` do.
 * While flyd restarts a crashed machine the state stays ``started`` (its checks go critical at
-  their next run), as the fixture's OOM-ed machine shows.
-* ``checks`` is left out for stopped machines (as in the fixture); a started machine's checks run
-  on Fly's schedule and keep their last status until the first run after the grace period.
+  their next run), as the Machines API shows a machine restarting after an OOM kill.
+* ``checks`` is left out for stopped machines; a started machine's checks run on Fly's schedule
+  and keep their last status until the first run after the grace period.
 * Restart of a machine that is not ``started``: 409
   ``{"error": "unable to restart machine, not currently started"}``. Stop of a stopped machine:
-  409 ``unable to stop machine, not currently started`` (the 2022 example). Start of a started or
-  starting machine: 200 (no-op); start, stop or update while replacing/restarting/stopping: 412.
+  409 ``unable to stop machine, not currently started`` (as an older Fly docs example shows).
+  Start of a started or starting machine: 200 (no-op); start, stop or update while
+  replacing/restarting/stopping: 412.
 * Update of a stopped machine without ``skip_launch`` starts it (the documented behaviour).
   A config without ``guest`` gets Fly's default (shared, 1 CPU, 256 MB) and without ``services``
   the machine gets no traffic: partial configs are punished as on Fly. Memory must follow
@@ -47,7 +48,7 @@ Choices made where reference/fly-api.md says UNCONFIRMED (or is silent):
   App"}]}`` with HTTP 200.
 * A service check also fails for a latency fault with p95 >= the check timeout (5 s).
 * The proxy does not route to a machine whose service check is critical (after its grace
-  period); when no started machine passes it answers 503 at the edge, as the reference says.
+  period); when no started machine passes it answers 503 at the edge.
 """
 
 from hotdash_watch.sim.app import SimServer

@@ -3,9 +3,10 @@
 =========================================  ============================================
 path                                       what
 =========================================  ============================================
-``/v1/apps/{app}/machines…``               Machines API (reference/fly-api.md §2)
-``POST /graphql``                          GraphQL releases query (§3.1)
-``GET /api/v1/apps/{app}/logs``            logs polling API (§4.1)
+``/v1/apps/{app}/machines…``               Machines API (list, get, start, stop, restart,
+                                           update, wait, events, leases)
+``POST /graphql``                          GraphQL releases query (``graphql.py``)
+``GET /api/v1/apps/{app}/logs``            logs polling API (what ``fly logs`` polls)
 ``GET /metrics``                           Fly's edge and instance series (Prometheus text)
 ``/apps/{app}/…``                          the app's public URL, through the proxy
 =========================================  ============================================

@@ -5,7 +5,7 @@ fragments, directives or mutations) and resolves it against plain Python resolve
 only the fields that were asked for, as a GraphQL server does. Errors come back the GraphQL way:
 ``{"data": …, "errors": [{"message": …}]}`` (the HTTP status stays 200).
 
-The schema (reference/fly-api.md §3.1)::
+The part of Fly's GraphQL schema it serves::
 
     Query.app(name: String!): App
     App { id name status

@@ -4,7 +4,7 @@ Everything the simulator invents (machine ids and names, instance ids, event and
 nonces, release ids, image tags) comes from a ``random.Random`` seeded by the scenario's seed and
 a stream name, so two runs of one scenario produce the same world.
 
-Formats follow reference/fly-api.md: machine ids are 14 lowercase hex characters, instance ids
+Formats follow Fly's APIs: machine ids are 14 lowercase hex characters, instance ids
 and event ids 26-character ULIDs (Crockford base 32, time-ordered), events carry epoch
 milliseconds, objects RFC 3339 strings, logs RFC 3339 with sub-second digits and a nanosecond
 ``next_token``.

@@ -18,8 +18,9 @@ A scenario is a TOML file (see ``config/scenarios/``)::
     app = "hotdash-llamaindex-mcp"
     machines = "all"                 # "all", a count (the first N), or machine names or ids
 
-Fault kinds and their fields (DESIGN.md, "Simulator and scenarios"); ``app`` may be left out when
-the scenario has one app, and for the kinds marked below:
+Fault kinds and their fields (``config/scenarios/README.md`` describes every key, its limits and
+what each fault does to the world); ``app`` may be left out when the scenario has one app, and
+for the kinds marked below:
 
 ======================  ===========================================  ========================
 kind                    fields (required **bold**)                   app
