@@ -1,8 +1,8 @@
 """What every action shares: its context, its result, and the wait for a machine's health.
 
-An action changes one thing on Fly under the machine's lease, then confirms it the way the
-reference says (trap 8.5): ``wait`` for the state, then the machine's own checks, then a settle
-period with no new exit (a bad image crashes again seconds after it starts). Fly errors never
+An action changes one thing on Fly under the machine's lease, then confirms it the way flyctl
+does: ``wait`` for the state, then the machine's own checks, then a settle period with no new
+exit (a bad image crashes again seconds after it starts). Fly errors never
 escape: they become an ``ActionResult`` with the essentials of the answer.
 """
 

@@ -1,6 +1,6 @@
 """Restart, start and stop one machine under its lease, then confirm.
 
-Restart is for a ``started`` machine, start for a ``stopped``/``suspended`` one (trap 8.1): the
+Restart is for a ``started`` machine, start for a ``stopped``/``suspended`` one: the
 step's kind was chosen from the state the policy saw, and the state is read again here, under the
 lease, so a machine that changed meanwhile gets the call that fits it (or none, if it already
 serves).

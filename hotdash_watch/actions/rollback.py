@@ -1,4 +1,4 @@
-"""Roll an app back to an earlier release's image through the Machines API (reference §3.2).
+"""Roll an app back to an earlier release's image through the Machines API.
 
 One machine at a time: lease -> read -> copy the full config with the old ``image`` -> update with
 ``current_version`` -> wait ``started`` at the new version -> checks pass and it stays up ->
@@ -7,7 +7,7 @@ machine is never updated while it is the last one serving.
 
 Progress is saved in the action's record after every machine, and a machine already running the
 target image is skipped: a rollback interrupted by a watcher restart is finished, never redone.
-The rollback keeps today's config and secrets (trap 8.10) and leaves no release record; the next
+The rollback keeps today's config and secrets and leaves no release record; the next
 deploy rolls forward again.
 """
 
@@ -37,7 +37,7 @@ def _serving(m: Machine) -> bool:
 
 
 async def _settled(ctx: ActionContext, machine_id: str) -> Machine:
-    """The machine once it is out of a transient state (trap 8.3: Fly answers 412 to an
+    """The machine once it is out of a transient state (Fly answers 412 to an
     update mid-start or mid-replace); at most ``action_timeout_s``."""
     deadline = ctx.clock.monotonic() + ctx.settings.action_timeout_s
     m = await ctx.client.get_machine(ctx.app, machine_id)

@@ -1,9 +1,9 @@
 """More capacity: raise a machine's memory one step, or start a stopped spare machine.
 
-A memory raise is an ``update`` of the machine's full config (no partial updates, reference
-§2.10) with ``current_version`` for optimistic locking; a running machine reboots with it, a
+A memory raise is an ``update`` of the machine's full config (the Machines API has no partial
+update) with ``current_version`` for optimistic locking; a running machine reboots with it, a
 stopped (crashed) one is started afterwards. The raise lasts until the next deploy when the
-app's fly.toml has a ``[[vm]]`` section (trap 8.8): the step's text says so, and so do the page
+app's fly.toml has a ``[[vm]]`` section: the step's text says so, and so do the page
 and the report.
 """
 

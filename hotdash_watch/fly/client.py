@@ -8,10 +8,10 @@ wrapped in the retry policy (``fly.retry``), which retries ``FlyUnavailable`` on
 Writes are retried too (flyctl does), with one guard: when an ``update`` may have been applied
 although no answer came back (a timeout, a 408/504, a dropped connection), the machine is read
 again before the next attempt, and if its ``instance_id`` changed the update happened and that
-machine is returned instead of updating a second time (reference §1.4).
+machine is returned instead of updating a second time.
 
 The client never checks a machine's state before acting: restart is for ``started`` machines,
-start for ``stopped``/``suspended`` ones (trap 8.1), and choosing is the caller's job.
+start for ``stopped``/``suspended`` ones, and choosing is the caller's job.
 """
 
 from __future__ import annotations
@@ -77,11 +77,11 @@ T = TypeVar("T")
 
 NONCE_HEADER = "fly-machine-lease-nonce"
 REQUEST_ID_HEADER = "fly-request-id"
-#: Signals the Machines API accepts for stop and restart (reference §2.8).
+#: Signals the Machines API accepts for stop and restart.
 MACHINE_SIGNALS = frozenset(
     {"SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM"}
 )
-#: How long ``list_machines`` waits before reading an empty list a second time (trap 8.5).
+#: How long ``list_machines`` waits before reading an empty list a second time.
 EMPTY_LIST_RECHECK_S = 1.0
 #: The longest long poll ``wait`` asks for (fly-go caps it at 60 s).
 MAX_WAIT_POLL_S = 60
@@ -90,7 +90,7 @@ MAX_EVENTS = 50
 #: Responses larger than this are refused as malformed (no Fly answer comes near it).
 MAX_BODY_BYTES = 8 * 1024 * 1024
 
-#: The releases query, with names exactly as in Fly's schema (reference §3.1).
+#: The releases query, with names exactly as in Fly's GraphQL schema.
 RELEASES_QUERY = """\
 query ($appName: String!, $limit: Int!) {
   app(name: $appName) {
@@ -107,7 +107,7 @@ _REDACTED = "[REDACTED]"
 
 
 def auth_header(token: SecretStr) -> str:
-    """The ``Authorization`` value for ``token`` (reference §1.2).
+    """The ``Authorization`` value for ``token``.
 
     ``FlyV1 …`` is sent as is; a bare macaroon (``fm1r_``, ``fm1a_``, ``fm2_``) gets ``FlyV1 ``
     in front; anything else is an OAuth token and gets ``Bearer ``. A pasted ``Bearer `` scheme
@@ -381,7 +381,7 @@ class FlyClient:
         """The app's own machines (``Machine.is_app_machine``).
 
         An empty answer is not believed at once: after ``EMPTY_LIST_RECHECK_S`` the list is read
-        a second time (trap 8.5, the List API once answered ``[]`` for apps with machines).
+        a second time (the List API once answered ``[]`` for apps with machines).
         """
         url = self._machine_url(app)
 
@@ -538,7 +538,7 @@ class FlyClient:
 
         ``config`` must be the *full* config (``Machine.config_copy()`` edited). The body always
         carries ``config``, ``current_version`` (null when None: no version check) and
-        ``skip_launch`` (reference §2.10). A stale ``current_version`` gives ``FlyConflict``.
+        ``skip_launch``. A stale ``current_version`` gives ``FlyConflict``.
         """
         url = self._machine_url(app, machine_id)
         ctx = {"call": "update", "app": app, "machine": machine_id}
@@ -702,7 +702,7 @@ class FlyClient:
     async def logs(
         self, app: str, *, next_token: str | None = None, instance: str | None = None
     ) -> LogPage:
-        """One page of the logs polling API (reference §4.1); without a token, the latest lines."""
+        """One page of the logs polling API; without a token, the latest lines."""
         params: dict[str, str] = {}
         if next_token:
             params["next_token"] = next_token

@@ -49,7 +49,7 @@ __all__ = [
 MAX_ERROR_TEXT = 300
 
 # "aborted: machine ID 2879325b42d318 lease currently held by
-#  9af60c27-...@tokens.fly.io, expires at 2026-05-14T10:41:08Z" (reference §2.12, [S24]).
+#  9af60c27-...@tokens.fly.io, expires at 2026-05-14T10:41:08Z" (as the Machines API words it).
 _LEASE_HELD = re.compile(
     r"\bheld by\s+(?P<owner>[^\s,]+)(?:,?\s*expires at\s+(?P<exp>\d[\dT:.+\-Zz]*))?",
     re.IGNORECASE,
@@ -173,7 +173,7 @@ class FlyMalformed(FlyError):
 def parse_error_body(body: bytes | str) -> tuple[str, str | None]:
     """The error text and machine-readable code of an error response body.
 
-    Reads the three shapes Fly uses (reference §1.3): ``{"error", "status"}``, ``{"message"}``
+    Reads the three shapes Fly uses: ``{"error", "status"}``, ``{"message"}``
     (preferred when present, as fly-go does) and ``{"status": "error", "message", "code"}``;
     Prometheus' ``{"status": "error", "errorType", "error"}`` too. A body that is not JSON is
     quoted as text. The text is collapsed to one line and shortened.

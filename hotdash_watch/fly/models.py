@@ -6,9 +6,9 @@ daemon sees. Enum-like strings (states, event types, check statuses, release sta
 as given: a value Fly adds tomorrow is data, never an error. A body of the wrong shape raises
 ``PayloadError`` (a ``ValueError``), which the client reports as ``FlyMalformed``.
 
-Times are epoch seconds (floats) everywhere. Fly sends them in several formats (reference trap
-8.11): event timestamps in epoch milliseconds, ``exited_at`` as RFC 3339 or epoch milliseconds,
-log timestamps as RFC 3339 with nanoseconds, Prometheus values with float epoch seconds;
+Times are epoch seconds (floats) everywhere. Fly sends them in several formats: event
+timestamps in epoch milliseconds, ``exited_at`` as RFC 3339 or epoch milliseconds, log
+timestamps as RFC 3339 with nanoseconds, Prometheus values with float epoch seconds;
 ``parse_time`` reads them all.
 """
 
@@ -47,7 +47,7 @@ __all__ = [
     "parse_time",
 ]
 
-#: Process groups of machines that are not the app's own (reference §2.1).
+#: Process groups of machines that are not the app's own (release command, console).
 APP_EXCLUDED_PROCESS_GROUPS = frozenset({"fly_app_release_command", "fly_app_console"})
 _GONE_STATES = frozenset({"destroyed", "destroying"})
 _COMPAT_CHECK_PREFIX = "bg_deployments_compat"
@@ -154,7 +154,7 @@ class Machine:
     ``config`` is a read-only deep copy of the raw config (kept for ``update``, which needs
     the full config back); ``config_copy()`` gives a mutable copy to edit. ``incomplete`` is
     True when the host is unreachable and only ``incomplete_config`` came back: never update
-    or clone from it (trap 8.9). ``events`` are newest first.
+    or clone from it. ``events`` are newest first.
     """
 
     id: str
@@ -197,7 +197,7 @@ class Machine:
 
     @property
     def autostopped(self) -> bool:
-        """Stopped or suspended on purpose: the newest exit was a requested stop (trap 8.1)."""
+        """Stopped or suspended on purpose: the newest exit was a requested stop."""
         if self.state not in ("stopped", "suspended"):
             return False
         latest = self.latest_exit

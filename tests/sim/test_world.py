@@ -218,7 +218,7 @@ class TestFlyd:
 
 
 class TestFaults:
-    """Each fault changes the world, which then stays consistent (DESIGN's table)."""
+    """Each fault changes the world, which then stays consistent (config/scenarios/README.md)."""
 
     def test_crash_is_cured_by_start(self, clock: ManualClock):
         """crash without until_s: machines stay stopped (no flyd restart) until started."""
