@@ -71,7 +71,7 @@ def main() -> int:
     ap.add_argument("--burners", type=int, default=os.cpu_count() or 2)
     ap.add_argument("--burn-limit", type=float, default=600.0)
     args = ap.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
     paths = sorted((ROOT / "config" / "scenarios").glob("*.toml"))
     if args.only:
         paths = [p for p in paths if p.stem in args.only]

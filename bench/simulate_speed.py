@@ -70,7 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-suite", action="store_true", help="only the 4-hour scenario")
     args = ap.parse_args()
-    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(50))
     print(f"{'scenario':<22} {'scen s':>8} {'wall s':>8} {'speed':>9} {'at 60x s':>9}  verdicts")
     quiet = parse_scenario(tomllib.loads(QUIET_4H), "quiet-4h")
     report, wall = _run(quiet)
