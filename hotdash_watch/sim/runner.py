@@ -21,6 +21,7 @@ incident). A scenario with no fault must produce no incident, no action and no p
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import tempfile
@@ -262,13 +263,14 @@ async def _keep_records(daemon: Daemon, settings: Settings, workdir: Path,
         reports[inc.id] = await write_incident_report(store, inc.id, out, settings=settings,
                                                       now=now, pages=pages)
     settings_file = workdir / "records.toml"
-    settings_file.write_text(
+    text = (
         "# The records of one `hotdash-watch simulate` run. Read them with\n"
         f"#   hotdash-watch incidents --config {settings_file}\n"
         f"#   hotdash-watch report INC-... --config {settings_file}\n"
         f"store_url = {json.dumps(settings.store_url)}\n\n[notify]\n"
         f"journal_path = {json.dumps(settings.notify.journal_path)}\n"
-        f"artifacts_dir = {json.dumps(settings.notify.artifacts_dir)}\n", encoding="utf-8")
+        f"artifacts_dir = {json.dumps(settings.notify.artifacts_dir)}\n")
+    await asyncio.to_thread(settings_file.write_text, text, encoding="utf-8")
     return Kept(workdir=workdir, settings_file=settings_file, store_url=settings.store_url,
                 journal=Path(settings.notify.journal_path), reports=reports)
 
