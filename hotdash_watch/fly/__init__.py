@@ -6,7 +6,7 @@
   ``Sample``) and the parsers that build them from untrusted JSON.
 * ``retry`` - the tenacity policy, sleeping on the daemon's clock.
 * ``logs.LogFollower`` - each log line once, across overlapping pages.
-* ``scrape`` - the Prometheus text format, counter rates, histogram quantiles (for ``/metrics``).
+* ``exposition`` - the Prometheus text format of ``/metrics``, counter rates, quantiles.
 """
 
 from hotdash_watch.fly.client import NONCE_HEADER, RELEASES_QUERY, FlyClient, auth_header
@@ -21,6 +21,12 @@ from hotdash_watch.fly.errors import (
     FlyUnavailable,
     LeaseHeld,
 )
+from hotdash_watch.fly.exposition import (
+    CounterDelta,
+    CounterRates,
+    histogram_quantile,
+    parse_exposition,
+)
 from hotdash_watch.fly.logs import LogFollower
 from hotdash_watch.fly.models import (
     CheckStatus,
@@ -34,12 +40,6 @@ from hotdash_watch.fly.models import (
     Sample,
 )
 from hotdash_watch.fly.retry import RetryPolicy
-from hotdash_watch.fly.scrape import (
-    CounterDelta,
-    CounterRates,
-    histogram_quantile,
-    parse_exposition,
-)
 
 __all__ = [
     "NONCE_HEADER",

@@ -23,7 +23,7 @@ import aiohttp
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.fly import FlyClient, FlyError
-from hotdash_watch.fly.scrape import CounterRates, histogram_quantile, parse_exposition
+from hotdash_watch.fly.exposition import CounterRates, histogram_quantile, parse_exposition
 
 __all__ = ["QueryTraffic", "ScrapeTraffic", "TrafficFacts", "TrafficReport", "TrafficWindow"]
 

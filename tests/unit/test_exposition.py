@@ -1,4 +1,4 @@
-"""The /metrics scrape helpers: exposition parsing, counter rates, histogram quantiles."""
+"""The Prometheus text exposition format: parsing, counter rates, histogram quantiles."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotdash_watch.fly.models import Sample
-from hotdash_watch.fly.scrape import (
+from hotdash_watch.fly.exposition import (
     CounterRates,
     ExpositionError,
     bucket_counts,
@@ -19,6 +18,7 @@ from hotdash_watch.fly.scrape import (
     parse_exposition,
     series_key,
 )
+from hotdash_watch.fly.models import Sample
 
 MSDOS = (
     'msdos_file_access_time_seconds{path="C:\\\\DIR\\\\FILE.TXT",'
