@@ -112,13 +112,14 @@ async def _bench(args: argparse.Namespace, base: str, url: str) -> int:
 
     from hotdash_watch.clock import SystemClock
     from hotdash_watch.config import load_settings
-    from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+    from hotdash_watch.model.findings import Finding, Reason
+    from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+    from hotdash_watch.model.severity import Severity
     from hotdash_watch.notify import build_notifiers
     from hotdash_watch.notify.base import PageEvent
     from hotdash_watch.notify.outbox import Outbox
     from hotdash_watch.notify.templates import render
     from hotdash_watch.records.store import Store
-    from hotdash_watch.severity import Severity
 
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
     channels = [{"name": f"c{i}", "kind": "webhook", "url": f"{base}/c{i}",
@@ -130,12 +131,15 @@ async def _bench(args: argparse.Namespace, base: str, url: str) -> int:
     store = await Store.open(url)
     now = clock.timestamp()
     opened = TimelineEntry(at=now, event=Event.OPENED, state=State.INVESTIGATING,
-                           severity=Severity.SEV1, reasons=("all machines down",))
+                           severity=Severity.SEV1, notes=("all machines down",))
     inc = Incident(id="INC-20260301-120000", app="hotdash-llamaindex-mcp",
                    state=State.INVESTIGATING, severity=Severity.SEV1,
                    max_severity=Severity.SEV1, opened_at=now, updated_at=now,
-                   severity_since=now, reasons=("error rate 62 % over 60 s",
-                                                "all machines down: 0 of 3 started"),
+                   severity_since=now, findings=(
+                       Finding(Reason.ERROR_RATE_CRITICAL, Severity.SEV1,
+                               "error rate 62 % over 60 s"),
+                       Finding(Reason.ALL_MACHINES_DOWN, Severity.SEV1,
+                               "all machines down: 0 of 3 started")),
                    evidence={"error_ratio": 0.62, "machines": {"total": 3, "down": 3}},
                    timeline=(opened,))
     print(f"outbox bench: store {store.backend}, {args.channels} webhook channel(s), "

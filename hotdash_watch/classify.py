@@ -21,65 +21,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
 from hotdash_watch.config import HysteresisSettings, Thresholds
+from hotdash_watch.model.findings import Finding, Reason, Signal
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.probes.base import FailureKind
 from hotdash_watch.probes.machines import MachineFacts
 from hotdash_watch.probes.prometheus import TrafficFacts
-from hotdash_watch.severity import Severity
 from hotdash_watch.window import Snapshot
 
 __all__ = [
     "Assessment",
-    "Finding",
     "Hold",
-    "Reason",
-    "Signal",
     "classify",
     "debounce",
 ]
 
 
-class Reason(StrEnum):
-    """Why a severity was given; the same words label metrics and explain pages."""
-
-    ALL_MACHINES_DOWN = "all_machines_down"
-    ERROR_RATE_CRITICAL = "error_rate_critical"
-    OPERATOR_SIGNAL = "operator_signal"
-    PARTIAL_OUTAGE = "partial_outage"
-    ERROR_RATE_MAJOR = "error_rate_major"
-    LATENCY_MAJOR = "latency_major"
-    OOM_KILLS_MULTIPLE = "oom_kills_multiple"
-    ERROR_RATE_MINOR = "error_rate_minor"
-    LATENCY_MINOR = "latency_minor"
-    OOM_KILL_SINGLE = "oom_kill_single"
-    AUTOSCALING = "autoscaling_misbehaving"
-
-
 # Failures that say the watcher could not talk to the service at all. When the Machines API says
 # every machine is started and passing, these are the watcher's problem, not the service's.
 _UNREACHED = frozenset({FailureKind.TIMEOUT, FailureKind.CONNECT})
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """An inbound signal (operator, Alertmanager) that carries its own severity and reason."""
-
-    severity: Severity
-    summary: str
-    source: str = "operator"
-
-
-@dataclass(frozen=True, slots=True)
-class Finding:
-    reason: Reason
-    severity: Severity
-    text: str
-
-    def as_dict(self) -> dict[str, str]:
-        return {"reason": self.reason.value, "severity": self.severity.value, "text": self.text}
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,15 +76,19 @@ def _error_findings(ratio: float | None, failures: float, total: float, over_s: 
         return []
     base = (f"error rate {_pct(ratio)} over {over_s:.0f} s "
             f"({failures:.0f}/{total:.0f} {source})")
+    nums = {"error_ratio": ratio, "failures": failures, "total": total, "over_s": over_s}
     if ratio > t.sev1_error_ratio:
         return [Finding(Reason.ERROR_RATE_CRITICAL, Severity.SEV1,
-                        f"{base} > {_pct(t.sev1_error_ratio)}")]
+                        f"{base} > {_pct(t.sev1_error_ratio)}",
+                        {**nums, "threshold": t.sev1_error_ratio})]
     if ratio >= t.sev2_error_ratio:
         return [Finding(Reason.ERROR_RATE_MAJOR, Severity.SEV2,
-                        f"{base} >= {_pct(t.sev2_error_ratio)}")]
+                        f"{base} >= {_pct(t.sev2_error_ratio)}",
+                        {**nums, "threshold": t.sev2_error_ratio})]
     if ratio >= t.sev3_error_ratio:
         return [Finding(Reason.ERROR_RATE_MINOR, Severity.SEV3,
-                        f"{base} >= {_pct(t.sev3_error_ratio)}")]
+                        f"{base} >= {_pct(t.sev3_error_ratio)}",
+                        {**nums, "threshold": t.sev3_error_ratio})]
     return []
 
 
@@ -131,29 +97,35 @@ def _latency_findings(p95: float | None, over_s: float, source: str,
     if p95 is None:
         return []
     base = f"p95 latency {p95:.0f} ms over {over_s:.0f} s ({source})"
+    nums = {"p95_ms": p95, "over_s": over_s}
     if p95 > t.sev2_p95_ms:
-        return [Finding(Reason.LATENCY_MAJOR, Severity.SEV2, f"{base} > {t.sev2_p95_ms:.0f} ms")]
+        return [Finding(Reason.LATENCY_MAJOR, Severity.SEV2, f"{base} > {t.sev2_p95_ms:.0f} ms",
+                        {**nums, "threshold_ms": t.sev2_p95_ms})]
     if p95 >= t.sev3_p95_ms:
-        return [Finding(Reason.LATENCY_MINOR, Severity.SEV3, f"{base} >= {t.sev3_p95_ms:.0f} ms")]
+        return [Finding(Reason.LATENCY_MINOR, Severity.SEV3, f"{base} >= {t.sev3_p95_ms:.0f} ms",
+                        {**nums, "threshold_ms": t.sev3_p95_ms})]
     return []
 
 
 def _machine_findings(m: MachineFacts, t: Thresholds) -> list[Finding]:
     out: list[Finding] = []
+    nums = {"total": m.total, "down": m.down, "started_healthy": m.started_healthy}
     if m.total > 0 and m.started_healthy == 0 and m.down > 0:
         out.append(Finding(Reason.ALL_MACHINES_DOWN, Severity.SEV1,
                            f"all machines down: 0 of {m.total} started and healthy "
-                           "(Machines API)"))
+                           "(Machines API)", nums))
     elif m.down > 0:
         out.append(Finding(Reason.PARTIAL_OUTAGE, Severity.SEV2,
                            f"partial outage: {m.down} of {m.total} machines down "
-                           f"({', '.join(m.down_ids)})"))
+                           f"({', '.join(m.down_ids)})", nums))
     if m.oom_kills >= t.sev2_oom_kills:
         out.append(Finding(Reason.OOM_KILLS_MULTIPLE, Severity.SEV2,
-                           f"{m.oom_kills} OOM kills in the window (exit 137, oom_killed)"))
+                           f"{m.oom_kills} OOM kills in the window (exit 137, oom_killed)",
+                           {"oom_kills": m.oom_kills}))
     elif m.oom_kills >= t.sev3_oom_kills:
         out.append(Finding(Reason.OOM_KILL_SINGLE, Severity.SEV3,
-                           f"{m.oom_kills} OOM kill in the window (exit 137, oom_killed)"))
+                           f"{m.oom_kills} OOM kill in the window (exit 137, oom_killed)",
+                           {"oom_kills": m.oom_kills}))
     if m.autoscaling_problem:
         out.append(Finding(Reason.AUTOSCALING, Severity.SEV3,
                            f"auto-scaling misbehaving: {m.autoscaling_problem}"))
@@ -169,11 +141,14 @@ def _autoscaling_findings(m: MachineFacts, traffic: TrafficFacts | None, failing
         return [Finding(Reason.AUTOSCALING, Severity.SEV3,
                         f"auto-scaling misbehaving: {m.started_healthy} machines started for "
                         f"{(now - m.started_since) / 60:.0f} min at {traffic.rps:.2f} req/s "
-                        "although autostop is on (machines never stop when idle)")]
+                        "although autostop is on (machines never stop when idle)",
+                        {"started_healthy": m.started_healthy, "rps": traffic.rps,
+                         "started_for_s": now - m.started_since})]
     if m.autostart and m.started_healthy == 0 and m.idle_stopped > 0 and failing:
         return [Finding(Reason.AUTOSCALING, Severity.SEV3,
                         "auto-scaling misbehaving: requests fail while every machine is "
-                        "stopped although autostart is on (machines do not start on request)")]
+                        "stopped although autostart is on (machines do not start on request)",
+                        {"idle_stopped": m.idle_stopped})]
     return []
 
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from hotdash_watch import logs
 from hotdash_watch.config import ConfigError, Settings, load_settings
-from hotdash_watch.incident_model import incident_as_dict
+from hotdash_watch.model.incident import incident_as_dict
 
 __all__ = ["main"]
 

@@ -28,7 +28,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.severity import Severity
 
 __all__ = ["AppSettings", "ConfigError", "Settings", "load_settings"]
 

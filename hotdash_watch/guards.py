@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hotdash_watch.action_model import RESTARTS, ActionKind, ActionRecord, Outcome
 from hotdash_watch.config import MitigationSettings
+from hotdash_watch.model.action import RESTARTS, ActionKind, ActionRecord, Outcome
 from hotdash_watch.policy import MachineView, Step
 
 __all__ = ["GUARDS", "Decision", "Guard", "GuardContext", "GuardName", "Verdict", "check"]

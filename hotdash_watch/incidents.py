@@ -28,8 +28,9 @@ from typing import Any
 
 from hotdash_watch.classify import Assessment
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.findings import Finding
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.window import Snapshot
 
 __all__ = ["Check", "Step", "Verification", "advance", "incident_id", "verify"]
@@ -108,10 +109,10 @@ def verify(
     )
 
 
-def _entry(inc: Incident, event: Event, now: float, reasons: tuple[str, ...] = (),
-           **detail: Any) -> TimelineEntry:
+def _entry(inc: Incident, event: Event, now: float, findings: tuple[Finding, ...] = (),
+           notes: tuple[str, ...] = (), **detail: Any) -> TimelineEntry:
     return TimelineEntry(at=now, event=event, state=inc.state, severity=inc.severity,
-                         reasons=reasons, detail=detail)
+                         findings=findings, notes=notes, detail=detail)
 
 
 def advance(
@@ -125,7 +126,7 @@ def advance(
     taken_ids: Container[str] = (),
 ) -> Step:
     """One evaluation of one app's incident. ``level`` is the debounced severity."""
-    reasons = assessment.reasons
+    findings = assessment.findings
     evidence = assessment.evidence
 
     if incident is None or not incident.is_open:
@@ -134,53 +135,54 @@ def advance(
         inc = Incident(
             id=incident_id(now, taken_ids), app=assessment.app, state=State.INVESTIGATING,
             severity=level, max_severity=level, opened_at=now, updated_at=now,
-            severity_since=now, reasons=reasons, evidence=evidence,
+            severity_since=now, findings=findings, evidence=evidence,
         )
-        return Step(inc, (_entry(inc, Event.OPENED, now, reasons),))
+        return Step(inc, (_entry(inc, Event.OPENED, now, findings),))
 
     inc = incident
     entries: list[TimelineEntry] = []
 
-    def change(event: Event, entry_reasons: tuple[str, ...] = (), **kw: Any) -> None:
+    def change(event: Event, entry_findings: tuple[Finding, ...] = (),
+               notes: tuple[str, ...] = (), **kw: Any) -> None:
         nonlocal inc
         inc = dataclasses.replace(inc, updated_at=now, **kw)
-        entries.append(_entry(inc, event, now, entry_reasons,
+        entries.append(_entry(inc, event, now, entry_findings, notes,
                               **({"from": incident.severity.value}
                                  if "severity" in kw else {})))
 
     if level is not None:
         if inc.state is State.MONITORING:
-            change(Event.REGRESSED, reasons, state=State.INVESTIGATING, monitoring_since=None)
+            change(Event.REGRESSED, findings, state=State.INVESTIGATING, monitoring_since=None)
         if level.worse_than(inc.severity):
-            change(Event.ESCALATED, reasons, severity=level, severity_since=now,
+            change(Event.ESCALATED, findings, severity=level, severity_since=now,
                    max_severity=Severity.worst(inc.max_severity, level))
         elif inc.severity.worse_than(level):
-            change(Event.DEESCALATED, reasons, severity=level, severity_since=now)
+            change(Event.DEESCALATED, findings, severity=level, severity_since=now)
         elif (inc.severity is Severity.SEV3
               and now - inc.severity_since >= settings.timers.sev3_escalate_after_s):
             minutes = settings.timers.sev3_escalate_after_s / 60
-            change(Event.ESCALATED_TIMER,
-                   (f"SEV-3 persisted {minutes:.0f} min: escalated to SEV-2 per runbook",
-                    *reasons),
+            change(Event.ESCALATED_TIMER, findings,
+                   (f"SEV-3 persisted {minutes:.0f} min: escalated to SEV-2 per runbook",),
                    severity=Severity.SEV2, severity_since=now,
                    max_severity=Severity.worst(inc.max_severity, Severity.SEV2))
         # Keep the reasons and evidence that justify the incident's current severity: while the
         # raw signal eases below it (during recovery) the worse picture stays on record.
         raw = assessment.severity
         if raw is not None and raw.rank >= inc.severity.rank:
-            inc = dataclasses.replace(inc, reasons=reasons or inc.reasons,
+            inc = dataclasses.replace(inc, findings=findings or inc.findings,
                                       evidence=evidence or inc.evidence)
         return Step(inc, tuple(entries))
 
     # The signals are clear.
     if inc.state in (State.INVESTIGATING, State.MITIGATING):
-        change(Event.MONITORING, ("signals clear; verifying recovery (runbook Phase 5)",),
+        change(Event.MONITORING, (), ("signals clear; verifying recovery (runbook Phase 5)",),
                state=State.MONITORING, monitoring_since=now)
         return Step(inc, tuple(entries), verify(inc, verify_snap, settings, now))
 
     check = verify(inc, verify_snap, settings, now)
     if check.ok:
-        change(Event.RESOLVED, ("recovery verified: " + ", ".join(c.value for c in check.passed),),
+        change(Event.RESOLVED, (),
+               ("recovery verified: " + ", ".join(c.value for c in check.passed),),
                state=State.RESOLVED, resolved_at=now)
         entries[-1] = dataclasses.replace(entries[-1], detail=check.evidence)
     return Step(inc, tuple(entries), check)

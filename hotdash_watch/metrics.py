@@ -12,9 +12,9 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from hotdash_watch.incident_model import Event
+from hotdash_watch.model.incident import Event
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.probes.base import FailureKind
-from hotdash_watch.severity import Severity
 
 __all__ = ["ACTIONS", "ACTION_OUTCOMES", "Metrics"]
 

@@ -31,17 +31,17 @@ from typing import Any
 import structlog
 
 from hotdash_watch import release_health
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.actions import EXECUTORS, ActionContext, ActionResult
 from hotdash_watch.classify import Assessment, Reason
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
 from hotdash_watch.fly import FlyClient, FlyError
 from hotdash_watch.guards import Decision, GuardContext, GuardName, Verdict, check
-from hotdash_watch.incident_model import Incident, State
 from hotdash_watch.metrics import Metrics
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.incident import Incident, State
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.policy import MachineView, ReleaseView, Situation, Step, Why, plan
-from hotdash_watch.severity import Severity
 
 __all__ = ["Mitigator"]
 

@@ -20,14 +20,15 @@ from typing import Any
 import aiohttp
 import structlog
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.classify import Assessment, Hold, Signal, classify, debounce
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import AppSettings, Settings
 from hotdash_watch.fly import FlyClient
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
 from hotdash_watch.incidents import Step, advance
 from hotdash_watch.metrics import Metrics
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.probes.base import Observation, Probe
 from hotdash_watch.probes.http import HttpProbe
 from hotdash_watch.probes.logs import LogsProbe, LogsReport, LogTally
@@ -40,7 +41,6 @@ from hotdash_watch.probes.prometheus import (
 )
 from hotdash_watch.probes.releases import ReleasesProbe, ReleasesReport
 from hotdash_watch.records.store import Store
-from hotdash_watch.severity import Severity
 from hotdash_watch.window import Window
 
 __all__ = ["AppState", "Job", "Pipeline", "build"]
@@ -146,7 +146,7 @@ class Pipeline:
                 continue
             entry = TimelineEntry(at=now, event=Event.RESUMED, state=inc.state,
                                   severity=inc.severity,
-                                  reasons=("watcher restarted; incident resumed",))
+                                  notes=("watcher restarted; incident resumed",))
             inc = dataclasses.replace(inc, updated_at=now)
             await self.store.save_incident(inc, [entry])
             state.incident = dataclasses.replace(inc, timeline=(*inc.timeline, entry))
@@ -474,7 +474,7 @@ class Pipeline:
                 head = f"{rec.kind.value} of {rec.target}"
                 text = f"{head} {rec.outcome.value}: {str(text).removeprefix(head + ': ')}"
             entry = TimelineEntry(at=now, event=event, state=inc.state, severity=inc.severity,
-                                  reasons=(str(text),), detail=detail)
+                                  notes=(str(text),), detail=detail)
             return inc, [entry]
 
         persisted = await self._append(app, incident_id, make)
@@ -498,7 +498,7 @@ class Pipeline:
             new = dataclasses.replace(inc, severity=to, severity_since=now, updated_at=now,
                                       max_severity=Severity.worst(inc.max_severity, to))
             escalated.append(TimelineEntry(at=now, event=Event.ESCALATED, state=new.state,
-                                           severity=to, reasons=(reason,),
+                                           severity=to, notes=(reason,),
                                            detail={"from": inc.severity.value}))
             return new, escalated
 
@@ -535,7 +535,7 @@ class Pipeline:
         inc = state.incident
         now = self.clock.timestamp()
         entry = TimelineEntry(at=now, event=Event.NOTE, state=inc.state, severity=inc.severity,
-                              reasons=(f"acknowledged by {author}",),
+                              notes=(f"acknowledged by {author}",),
                               detail={"acknowledged_by": author})
         inc = dataclasses.replace(inc, updated_at=now)
         await self.store.save_incident(inc, [entry])

@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
-from hotdash_watch.classify import Reason
 from hotdash_watch.config import MitigationSettings
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.findings import Reason
+from hotdash_watch.model.severity import Severity
 
 __all__ = ["MachineView", "Plan", "ReleaseView", "Situation", "Step", "Why", "next_memory_mb",
            "plan"]

@@ -24,8 +24,8 @@ import structlog
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, TimelineEntry
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.incident import Event, Incident, TimelineEntry
+from hotdash_watch.model.severity import Severity
 
 __all__ = ["PagePlan", "Responder", "pages_for", "update_due"]
 

@@ -25,12 +25,12 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
-from hotdash_watch.classify import Signal
 from hotdash_watch.config import describe_errors
-from hotdash_watch.incident_model import State, incident_as_dict
 from hotdash_watch.logs import scrubber, secret_values
+from hotdash_watch.model.findings import Signal
+from hotdash_watch.model.incident import State, incident_as_dict
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.pipeline import Pipeline
-from hotdash_watch.severity import Severity
 
 __all__ = ["APP_LABELS", "OWN_ALERT_PREFIX", "SEVERITY_LABELS", "HookOutcome",
            "alert_severity", "make_app"]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from hotdash_watch.action_model import ActionKind
 from hotdash_watch.actions.base import Action, ActionContext, ActionResult
 from hotdash_watch.actions.restart import restart, start, stop
 from hotdash_watch.actions.rollback import rollback
 from hotdash_watch.actions.scale import raise_memory, scale_out
+from hotdash_watch.model.action import ActionKind
 
 __all__ = ["EXECUTORS", "Action", "ActionContext", "ActionResult"]
 

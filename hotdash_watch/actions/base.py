@@ -14,11 +14,11 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from hotdash_watch.action_model import Outcome
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import MitigationSettings
 from hotdash_watch.fly import FlyClient, FlyError, LeaseHeld, Machine
 from hotdash_watch.fly.errors import FlyNotFound, FlyUnauthorized, FlyUnavailable
+from hotdash_watch.model.action import Outcome
 from hotdash_watch.policy import Step
 
 __all__ = ["Action", "ActionContext", "ActionResult", "Health", "failure", "wait_healthy"]

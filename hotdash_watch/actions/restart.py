@@ -8,9 +8,9 @@ serves).
 
 from __future__ import annotations
 
-from hotdash_watch.action_model import ActionKind, Outcome
 from hotdash_watch.actions.base import ActionContext, ActionResult, failure, wait_healthy
 from hotdash_watch.fly import FlyError
+from hotdash_watch.model.action import ActionKind, Outcome
 from hotdash_watch.policy import STOPPED, Step
 
 __all__ = ["restart", "start", "stop"]

@@ -13,7 +13,6 @@ deploy rolls forward again.
 
 from __future__ import annotations
 
-from hotdash_watch.action_model import Outcome
 from hotdash_watch.actions.base import (
     POLL_S,
     ActionContext,
@@ -23,6 +22,7 @@ from hotdash_watch.actions.base import (
 )
 from hotdash_watch.fly import FlyError, Machine
 from hotdash_watch.fly.errors import FlyConflict
+from hotdash_watch.model.action import Outcome
 from hotdash_watch.policy import STOPPED, Step
 from hotdash_watch.probes.machines import TRANSIENT
 

@@ -9,10 +9,10 @@ and the report.
 
 from __future__ import annotations
 
-from hotdash_watch.action_model import Outcome
 from hotdash_watch.actions.base import ActionContext, ActionResult, failure, wait_healthy
 from hotdash_watch.actions.restart import start
 from hotdash_watch.fly import FlyError
+from hotdash_watch.model.action import Outcome
 from hotdash_watch.policy import STOPPED, Step
 
 __all__ = ["raise_memory", "scale_out"]

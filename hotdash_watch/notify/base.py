@@ -37,7 +37,7 @@ import aiohttp
 from pydantic import SecretStr
 
 from hotdash_watch.clock import Clock
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.severity import Severity
 
 __all__ = [
     "NOTE_PREFIX",

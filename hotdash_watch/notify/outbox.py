@@ -62,10 +62,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import Notifier, Page, SendResult
 from hotdash_watch.notify.templates import format_duration, iso
 from hotdash_watch.records.store import OutboxRow, OutboxStats, PageState, Store, StoreError
-from hotdash_watch.severity import Severity
 
 __all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "backoff_delay", "paging_note"]
 

@@ -13,6 +13,7 @@ import aiohttp
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import ChannelSettings
 from hotdash_watch.logs import scrubber
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import (
     Page,
     Payload,
@@ -21,7 +22,6 @@ from hotdash_watch.notify.base import (
     deliver,
     required,
 )
-from hotdash_watch.severity import Severity
 
 __all__ = ["SlackNotifier", "mrkdwn_escape"]
 

@@ -31,9 +31,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State
+from hotdash_watch.model.incident import Event, Incident, State
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import NOTE_PREFIX, Page, PageEvent
-from hotdash_watch.severity import Severity
 
 __all__ = ["evidence_numbers", "format_duration", "impact", "iso", "render", "subject"]
 

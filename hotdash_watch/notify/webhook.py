@@ -24,6 +24,7 @@ import aiohttp
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import ChannelSettings
 from hotdash_watch.logs import scrubber
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import (
     Page,
     Payload,
@@ -32,7 +33,6 @@ from hotdash_watch.notify.base import (
     deliver,
     required,
 )
-from hotdash_watch.severity import Severity
 
 __all__ = ["DEDUP_HEADER", "SIGNATURE_HEADER", "WebhookNotifier", "sign"]
 

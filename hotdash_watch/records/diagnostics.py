@@ -41,7 +41,7 @@ import structlog
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.fly import FlyClient, FlyError, LogLine, Machine, MachineEvent, Release
-from hotdash_watch.incident_model import Incident, incident_as_dict
+from hotdash_watch.model.incident import Incident, incident_as_dict
 from hotdash_watch.records.journal import iso_utc
 
 __all__ = [

@@ -44,8 +44,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, TimelineEntry
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.incident import Event, Incident, TimelineEntry
+from hotdash_watch.model.severity import Severity
 
 __all__ = [
     "ActionRecord",

@@ -34,7 +34,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.chart import svg_chart
 from hotdash_watch.records.diagnostics import artifact_names, incident_dir
 from hotdash_watch.records.journal import (
@@ -52,7 +53,6 @@ from hotdash_watch.records.journal import (
     preliminary_root_cause,
     root_cause_findings,
 )
-from hotdash_watch.severity import Severity
 
 __all__ = [
     "LEAD_IN_S",

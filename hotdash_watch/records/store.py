@@ -64,8 +64,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.incident import (
+    Event,
+    Incident,
+    State,
+    TimelineEntry,
+    decode_reasons,
+    encode_reasons,
+)
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.tables import (
     actions,
     incidents,
@@ -76,7 +84,6 @@ from hotdash_watch.records.tables import (
     silences,
     timeline,
 )
-from hotdash_watch.severity import Severity
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
@@ -344,7 +351,8 @@ def _action_of(row: Any) -> ActionRecord:
 def _incident_row(inc: Incident) -> dict[str, Any]:
     if not inc.id or len(inc.id) > _ID_MAX:
         raise StoreError(f"incident id {inc.id!r} must be 1 to {_ID_MAX} characters")
-    _check_json(list(inc.reasons), f"incident {inc.id} reasons")
+    reasons = encode_reasons(inc.findings)
+    _check_json(reasons, f"incident {inc.id} reasons")
     _check_json(inc.evidence, f"incident {inc.id} evidence")
     return {
         "id": inc.id,
@@ -357,14 +365,16 @@ def _incident_row(inc: Incident) -> dict[str, Any]:
         "severity_since": float(inc.severity_since),
         "monitoring_since": _opt_float(inc.monitoring_since),
         "resolved_at": _opt_float(inc.resolved_at),
-        "reasons": list(inc.reasons),
+        "reasons": reasons,
         "evidence": dict(inc.evidence),
     }
 
 
 def _entry_row(incident_id: str, seq: int, e: TimelineEntry) -> dict[str, Any]:
-    _check_json(list(e.reasons), f"incident {incident_id} timeline entry reasons")
+    reasons = encode_reasons(e.findings, e.notes)
+    _check_json(reasons, f"incident {incident_id} timeline entry reasons")
     _check_json(e.detail, f"incident {incident_id} timeline entry detail")
+    detail = dict(e.detail) if e.action_id is None else {**e.detail, "action_id": e.action_id}
     return {
         "incident_id": incident_id,
         "seq": seq,
@@ -372,8 +382,8 @@ def _entry_row(incident_id: str, seq: int, e: TimelineEntry) -> dict[str, Any]:
         "event": Event(e.event).value,
         "state": State(e.state).value,
         "severity": Severity(e.severity).value,
-        "reasons": list(e.reasons),
-        "detail": dict(e.detail),
+        "reasons": reasons,
+        "detail": detail,
     }
 
 
@@ -389,7 +399,7 @@ def _incident_of(row: Any, entries: Sequence[TimelineEntry] = ()) -> Incident:
         severity_since=row.severity_since,
         monitoring_since=row.monitoring_since,
         resolved_at=row.resolved_at,
-        reasons=tuple(row.reasons or ()),
+        findings=decode_reasons(row.reasons)[0],
         evidence=dict(row.evidence or {}),
         timeline=tuple(entries),
     )
@@ -401,13 +411,18 @@ _T_COLS = [timeline.c[name].label(f"t_{name}")
 
 
 def _entry_of(row: Any) -> TimelineEntry:
+    findings, notes = decode_reasons(row.t_reasons)
+    detail = dict(row.t_detail or {})
+    action_id = detail.pop("action_id", None)
     return TimelineEntry(
         at=row.t_at,
         event=Event(row.t_event),
         state=State(row.t_state),
         severity=Severity(row.t_severity),
-        reasons=tuple(row.t_reasons or ()),
-        detail=dict(row.t_detail or {}),
+        findings=findings,
+        notes=notes,
+        detail=detail,
+        action_id=action_id if isinstance(action_id, int) else None,
     )
 
 

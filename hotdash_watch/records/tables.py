@@ -38,7 +38,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from hotdash_watch.incident_model import State
+from hotdash_watch.model.incident import State
 
 __all__ = ["actions", "incidents", "kv", "metadata", "outbox", "samples", "silences", "timeline"]
 

@@ -36,13 +36,13 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch import virtual_time
-from hotdash_watch.action_model import ActionRecord
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings, load_settings
 from hotdash_watch.daemon import Daemon
-from hotdash_watch.incident_model import Incident
+from hotdash_watch.model.action import ActionRecord
+from hotdash_watch.model.incident import Incident
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.report import write_report as write_incident_report
-from hotdash_watch.severity import Severity
 from hotdash_watch.sim.app import SimServer
 from hotdash_watch.sim.scenario import Scenario, load_scenario
 

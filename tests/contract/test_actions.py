@@ -28,13 +28,13 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from hotdash_watch.action_model import ActionKind, Outcome
 from hotdash_watch.actions import EXECUTORS, ActionContext, ActionResult
 from hotdash_watch.actions.base import POLL_S
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import MitigationSettings
 from hotdash_watch.fly import FlyClient
 from hotdash_watch.fly.retry import RetryPolicy
+from hotdash_watch.model.action import ActionKind, Outcome
 from hotdash_watch.policy import Step, Why
 from hotdash_watch.sim import Fault, Scenario, SimServer, parse_scenario
 from hotdash_watch.sim.world import SERVICE_CHECK, SIM_OWNER, START_S

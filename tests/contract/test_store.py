@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.findings import Finding, Reason
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.store import Store, StoreError
 from hotdash_watch.records.tables import timeline
-from hotdash_watch.severity import Severity
 from tests.support import services
 
 T0 = 1_700_000_000.125  # epoch seconds with a fraction, to catch lossy time columns
@@ -45,6 +46,10 @@ JSON_VALUES = st.recursive(
 )
 
 
+OPENING = Finding(Reason.ERROR_RATE_MAJOR, Severity.SEV2, "error ratio 12.3% over 5%",
+                  {"error_ratio": 0.123})
+
+
 def make_incident(
     incident_id: str = "INC-20231114-221320",
     app: str = "svc",
@@ -57,7 +62,7 @@ def make_incident(
     base = Incident(
         id=incident_id, app=app, state=state, severity=severity, max_severity=severity,
         opened_at=opened_at, updated_at=opened_at, severity_since=opened_at,
-        reasons=("error ratio 12.3% over 5%",), evidence={"error_ratio": 0.123},
+        findings=(OPENING,), evidence={"error_ratio": 0.123},
     )
     if state is State.RESOLVED:
         base = dataclasses.replace(base, resolved_at=opened_at + 600.0)
@@ -96,17 +101,20 @@ class TestStore:
     async def test_round_trip_keeps_every_field(self, store: Store) -> None:
         """An incident with every field set comes back equal, with enums, tuples and dicts."""
         entries = (
-            make_entry(T0, Event.OPENED, reasons=("error ratio 12.3% over 5%",),
+            make_entry(T0, Event.OPENED, findings=(OPENING,),
                        detail={"snapshot": NESTED_EVIDENCE}),
             make_entry(T0 + 30.5, Event.ESCALATED, severity=Severity.SEV1,
-                       reasons=("p95 2.1 s over 1 s", "3 of 4 machines down")),
+                       findings=(Finding(Reason.LATENCY_MAJOR, Severity.SEV2,
+                                         "p95 2.1 s over 1 s", {"p95_ms": 2100.0}),),
+                       notes=("3 of 4 machines down",), action_id=7),
             make_entry(T0 + 90.25, Event.MONITORING, state=State.MONITORING,
                        severity=Severity.SEV1, detail={"passed": ["stabilized"], "n": None}),
         )
         inc = make_incident(
             state=State.MONITORING, severity=Severity.SEV2, max_severity=Severity.SEV1,
             updated_at=T0 + 90.25, severity_since=T0 + 60.75, monitoring_since=T0 + 90.25,
-            reasons=("p95 2.1 s over 1 s", "error ratio 12.3% over 5%"),
+            findings=(Finding(Reason.LATENCY_MAJOR, Severity.SEV2, "p95 2.1 s over 1 s"),
+                      OPENING),
             evidence=NESTED_EVIDENCE,
         )
         await store.save_incident(inc, entries)
@@ -125,7 +133,7 @@ class TestStore:
 
     async def test_round_trip_of_resolved_incident_without_entries(self, store: Store) -> None:
         """A resolved incident with both optional times and no timeline comes back equal."""
-        inc = make_incident(state=State.RESOLVED, monitoring_since=T0 + 300.0, reasons=(),
+        inc = make_incident(state=State.RESOLVED, monitoring_since=T0 + 300.0, findings=(),
                             evidence={})
 
         await store.save_incident(inc)
@@ -137,7 +145,7 @@ class TestStore:
         self, store: Store, store_url: str
     ) -> None:
         """Entries appended by several saves keep their order and get consecutive seq numbers."""
-        e1, e2, e3, e4 = (make_entry(T0 + n, reasons=(f"line {n}",)) for n in range(4))
+        e1, e2, e3, e4 = (make_entry(T0 + n, notes=(f"line {n}",)) for n in range(4))
         inc = make_incident()
         await store.save_incident(inc, [e1])
         # Callers pass the incident with the timeline they know: only new_entries are appended.
@@ -159,8 +167,8 @@ class TestStore:
         await store.save_incident(inc)
 
         await asyncio.gather(*(
-            store.save_incident(inc, [make_entry(T0 + n, reasons=(f"save {n}", "a")),
-                                      make_entry(T0 + n, reasons=(f"save {n}", "b"))])
+            store.save_incident(inc, [make_entry(T0 + n, notes=(f"save {n}", "a")),
+                                      make_entry(T0 + n, notes=(f"save {n}", "b"))])
             for n in range(5)
         ))
 
@@ -277,7 +285,7 @@ class TestStore:
     async def test_data_survives_reopening_the_store(self, store: Store, store_url: str) -> None:
         """After close, a new Store on the same URL finds the incidents, timelines and state."""
         inc = make_incident(evidence=NESTED_EVIDENCE)
-        entries = (make_entry(T0, Event.OPENED), make_entry(T0 + 1, reasons=("paged",)))
+        entries = (make_entry(T0, Event.OPENED), make_entry(T0 + 1, notes=("paged",)))
         await store.save_incident(inc, entries)
         await store.put_state("heartbeat", {"at": T0, "pass": 7}, at=T0)
         await store.close()

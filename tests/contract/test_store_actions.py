@@ -3,9 +3,9 @@ restart: budgets, cooldowns and "rollback once" hold across a restart of the wat
 
 from __future__ import annotations
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.config import MitigationSettings
 from hotdash_watch.guards import Decision, GuardContext, GuardName, check
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from hotdash_watch.policy import MachineView, Step, Why
 from hotdash_watch.records.store import Store
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import aiohttp
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.clock import ManualClock
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from tests.support.factories import settings
 from tests.support.harness import running
 

@@ -10,8 +10,8 @@ import aiohttp
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
-from hotdash_watch.incident_model import Event, State
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.incident import Event, State
+from hotdash_watch.model.severity import Severity
 from tests.support.factories import settings
 from tests.support.harness import running, tick
 from tests.support.target import LocalService

@@ -13,8 +13,8 @@ import pytest
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.server import alert_severity
-from hotdash_watch.severity import Severity
 from tests.support.factories import settings
 from tests.support.harness import running, tick
 from tests.support.target import LocalService

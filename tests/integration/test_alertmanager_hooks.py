@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock, SystemClock
 from hotdash_watch.daemon import Daemon
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.severity import Severity
 from tests.support.alertmanager import running_alertmanager
 from tests.support.factories import settings
 from tests.support.target import LocalService

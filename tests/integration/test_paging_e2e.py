@@ -15,7 +15,7 @@ import pytest
 from hotdash_watch.cli import main
 from hotdash_watch.clock import ManualClock, SystemClock
 from hotdash_watch.daemon import Daemon
-from hotdash_watch.incident_model import State
+from hotdash_watch.model.incident import State
 from hotdash_watch.records.report import parse_report
 from tests.support.alertmanager import running_alertmanager
 from tests.support.factories import settings

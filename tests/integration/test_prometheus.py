@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
 from hotdash_watch.metrics import ACTION_OUTCOMES, ACTIONS
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.severity import Severity
 from tests.deploy.promql import DASHBOARD, dashboard_queries
 from tests.support.factories import settings
 from tests.support.harness import running, tick

@@ -17,12 +17,13 @@ from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import ChannelSettings, Settings
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.findings import Finding, Reason
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify import build_notifier
 from hotdash_watch.notify.base import Notifier
 from hotdash_watch.notify.outbox import Outbox
 from hotdash_watch.records.store import Store
-from hotdash_watch.severity import Severity
 from tests.contract.conftest import store  # noqa: F401 - the store contract's fixture
 from tests.notify.receiver import Receiver
 from tests.support import factories
@@ -53,10 +54,14 @@ def incident(severity: Severity = Severity.SEV1, state: State = State.INVESTIGAT
              **changes: Any) -> Incident:
     """An incident of the LlamaIndex MCP app opened at T0, in the classifier's words."""
     reasons = {
-        Severity.SEV1: ("error rate 62 % over 60 s",
-                        "all machines down: 0 of 3 started and healthy (Machines API)"),
-        Severity.SEV2: ("p95 latency 2400 ms over 60 s (probes) > 2000 ms",),
-        Severity.SEV3: ("error rate 6.2 % over 60 s (31/500 edge) >= 5.0 %",),
+        Severity.SEV1: (Finding(Reason.ERROR_RATE_CRITICAL, Severity.SEV1,
+                                "error rate 62 % over 60 s"),
+                        Finding(Reason.ALL_MACHINES_DOWN, Severity.SEV1,
+                                "all machines down: 0 of 3 started and healthy (Machines API)")),
+        Severity.SEV2: (Finding(Reason.LATENCY_MAJOR, Severity.SEV2,
+                                "p95 latency 2400 ms over 60 s (probes) > 2000 ms"),),
+        Severity.SEV3: (Finding(Reason.ERROR_RATE_MINOR, Severity.SEV3,
+                                "error rate 6.2 % over 60 s (31/500 edge) >= 5.0 %"),),
     }[severity]
     evidence = {
         Severity.SEV1: {"error_ratio": 0.62, "p95_ms": 5000.0,
@@ -66,11 +71,11 @@ def incident(severity: Severity = Severity.SEV1, state: State = State.INVESTIGAT
         Severity.SEV3: {"error_ratio": 0.062, "p95_ms": 300.0, "fly_api": "unreachable"},
     }[severity]
     opened = TimelineEntry(at=T0, event=Event.OPENED, state=State.INVESTIGATING,
-                           severity=severity, reasons=reasons)
+                           severity=severity, findings=reasons)
     base = Incident(
         id="INC-20260301-120000", app=APP, state=state, severity=severity,
         max_severity=severity, opened_at=T0, updated_at=T0, severity_since=T0,
-        reasons=reasons, evidence=evidence, timeline=(opened,),
+        findings=reasons, evidence=evidence, timeline=(opened,),
     )
     return dataclasses.replace(base, **changes)
 

@@ -20,14 +20,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import ChannelSettings
-from hotdash_watch.incident_model import Event, State, TimelineEntry
+from hotdash_watch.model.incident import Event, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify import CHANNELS, build_notifier, build_notifiers
 from hotdash_watch.notify.base import Notifier, Page, PageEvent, SendResult
 from hotdash_watch.notify.outbox import Outbox
 from hotdash_watch.notify.templates import render
 from hotdash_watch.notify.webhook import DEDUP_HEADER, SIGNATURE_HEADER, sign
 from hotdash_watch.records.store import Store
-from hotdash_watch.severity import Severity
 from tests.notify.conftest import (
     HMAC_KEY,
     ROUTING_KEY,

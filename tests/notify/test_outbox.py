@@ -20,11 +20,11 @@ from prometheus_client import CollectorRegistry
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import ChannelSettings
 from hotdash_watch.metrics import Metrics
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import Page, PageEvent
 from hotdash_watch.notify.outbox import Outbox, backoff_delay
 from hotdash_watch.notify.templates import render
 from hotdash_watch.records.store import PageState, Store
-from hotdash_watch.severity import Severity
 from tests.notify.conftest import APP, T0, MakeOutbox, incident, settings
 from tests.notify.receiver import Receiver
 

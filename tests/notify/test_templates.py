@@ -11,10 +11,10 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from hotdash_watch.incident_model import Event, State, TimelineEntry
+from hotdash_watch.model.incident import Event, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import Page, PageEvent
 from hotdash_watch.notify.templates import format_duration, render, subject
-from hotdash_watch.severity import Severity
 from tests.notify.conftest import APP, T0, assert_golden, incident, settings
 
 
@@ -76,7 +76,7 @@ class TestBody:
 
     def test_impact_falls_back_to_the_evidence(self):
         """Without reasons, IMPACT states the error rate and p95 of the evidence."""
-        page = render(incident(reasons=()), PageEvent.OPENED, settings=settings(), now=T0)
+        page = render(incident(findings=()), PageEvent.OPENED, settings=settings(), now=T0)
         assert page.fields["IMPACT"] == f"error rate 62 %; p95 latency 5000 ms ({APP})"
 
     def test_eta_is_honest_while_monitoring(self):

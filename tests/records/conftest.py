@@ -22,10 +22,10 @@ from hotdash_watch.classify import classify
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
 from hotdash_watch.fly import FlyClient
-from hotdash_watch.incident_model import Incident, TimelineEntry
 from hotdash_watch.incidents import advance
+from hotdash_watch.model.incident import Incident, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.store import Store
-from hotdash_watch.severity import Severity
 from hotdash_watch.sim import SimServer, parse_scenario
 from tests.support.factories import settings as make_settings
 from tests.support.factories import snapshot

@@ -13,7 +13,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.journal import (
     ActionRecord,
     Cause,
@@ -30,7 +31,6 @@ from hotdash_watch.records.journal import (
     resolved_lines,
     severity_lines,
 )
-from hotdash_watch.severity import Severity
 from tests.records.conftest import APP, T0, run_story
 
 REASON = "error rate 62.0 % over 60 s (62/100 probes) > 50.0 %"

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.diagnostics import capture
 from hotdash_watch.records.journal import ActionRecord, PageRecord
 from hotdash_watch.records.report import (
@@ -29,7 +30,6 @@ from hotdash_watch.records.report import (
     write_report,
 )
 from hotdash_watch.records.store import Store
-from hotdash_watch.severity import Severity
 from tests.records.conftest import APP, T0, Story, run_story
 from tests.support.factories import settings as make_settings
 

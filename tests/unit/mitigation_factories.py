@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
-from hotdash_watch.classify import Reason
 from hotdash_watch.config import MitigationSettings, Settings
 from hotdash_watch.guards import GuardContext
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.findings import Reason
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.policy import MachineView, ReleaseView, Situation, Step, Why
-from hotdash_watch.severity import Severity
 
 APP = "svc"
 INCIDENT = "inc-1"

@@ -17,8 +17,8 @@ from hotdash_watch.classify import (
     debounce,
 )
 from hotdash_watch.config import HysteresisSettings, Thresholds
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.probes.machines import MachineFacts
-from hotdash_watch.severity import Severity
 from tests.support.factories import snapshot
 
 T = Thresholds()

@@ -8,7 +8,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
 from hotdash_watch.guards import (
     GUARDS,
     Decision,
@@ -27,6 +26,7 @@ from hotdash_watch.guards import (
     rollback_target,
     suspended,
 )
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from hotdash_watch.policy import MachineView, Step
 from tests.unit.mitigation_factories import (
     APP,

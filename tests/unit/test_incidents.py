@@ -7,11 +7,12 @@ import functools
 
 import pytest
 
-from hotdash_watch.classify import Assessment, Finding, Reason
+from hotdash_watch.classify import Assessment
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State
 from hotdash_watch.incidents import Check, advance, incident_id
-from hotdash_watch.severity import Severity
+from hotdash_watch.model.findings import Finding, Reason
+from hotdash_watch.model.incident import Event, Incident, State
+from hotdash_watch.model.severity import Severity
 from tests.support.factories import settings, snapshot
 
 S1, S2, S3 = Severity.SEV1, Severity.SEV2, Severity.SEV3

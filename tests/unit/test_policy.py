@@ -6,8 +6,9 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from hotdash_watch.action_model import ActionKind, ActionRecord, Outcome
-from hotdash_watch.classify import Reason
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.findings import Reason
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.policy import (
     STOPPED,
     MachineView,
@@ -18,7 +19,6 @@ from hotdash_watch.policy import (
     next_memory_mb,
     plan,
 )
-from hotdash_watch.severity import Severity
 from tests.unit.mitigation_factories import (
     APP,
     BAD,

@@ -6,9 +6,9 @@ import dataclasses
 import functools
 
 from hotdash_watch.config import Settings
-from hotdash_watch.incident_model import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.severity import Severity
 from hotdash_watch.respond import PagePlan, _taken_so_far, pages_for, update_due
-from hotdash_watch.severity import Severity
 from tests.support.factories import settings
 
 T0 = 1_000_000.0
@@ -84,10 +84,10 @@ class TestActionTakenSoFar:
     def _timeline(self) -> Incident:
         inc = _incident(Severity.SEV2, Event.OPENED)
         start = TimelineEntry(at=T0 + 10, event=Event.MITIGATING, state=State.MITIGATING,
-                              severity=Severity.SEV2, reasons=("started: roll back",),
+                              severity=Severity.SEV2, notes=("started: roll back",),
                               detail={"starting": "rollback", "target": "app"})
         end = TimelineEntry(at=T0 + 90, event=Event.NOTE, state=State.MITIGATING,
-                            severity=Severity.SEV2, reasons=("rollback of app ok",),
+                            severity=Severity.SEV2, notes=("rollback of app ok",),
                             detail={"action": "rollback", "target": "app", "outcome": "ok",
                                     "started_at": T0 + 10})
         return dataclasses.replace(inc, timeline=(*inc.timeline, start, end))
