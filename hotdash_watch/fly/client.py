@@ -1,9 +1,7 @@
 """``FlyClient``: the Machines API, GraphQL releases, logs polling and Prometheus queries.
 
-Every call goes through one path (``_send``): an ``Authorization`` header built from the
-``SecretStr`` token, a deadline in clock seconds, aiohttp exceptions and error statuses turned
-into the ``fly.errors`` tree, the body parsed into frozen values (``fly.models``). Calls are
-wrapped in the retry policy (``fly.retry``), which retries ``FlyUnavailable`` only.
+Requests go through the shared HTTP core (``fly.core.FlyCore``): the auth header, deadlines,
+error translation and retries live there; this module holds what each API asks and reads.
 
 Writes are retried too (flyctl does), with one guard: when an ``update`` may have been applied
 although no answer came back (a timeout, a 408/504, a dropped connection), the machine is read
@@ -17,30 +15,24 @@ start for ``stopped``/``suspended`` ones, and choosing is the caller's job.
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import functools
 import json
 import math
-import random
-import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import structlog
-from pydantic import SecretStr
 from yarl import URL
 
-from hotdash_watch.clock import Clock
+from hotdash_watch.fly.core import NONCE_HEADER, REQUEST_ID_HEADER, FlyCore, auth_header, segment
 from hotdash_watch.fly.errors import (
     FlyError,
-    FlyMalformed,
     FlyNotFound,
     FlyRejected,
     FlyUnauthorized,
     FlyUnavailable,
-    error_for_status,
     parse_error_body,
     shorten,
 )
@@ -49,7 +41,6 @@ from hotdash_watch.fly.models import (
     LogPage,
     Machine,
     MachineEvent,
-    PayloadError,
     Release,
     Sample,
     parse_events,
@@ -61,8 +52,6 @@ from hotdash_watch.fly.models import (
     parse_releases,
     plain,
 )
-from hotdash_watch.fly.retry import RetryPolicy, call_with_retry
-from hotdash_watch.logs import scrubber
 
 __all__ = [
     "MACHINE_SIGNALS",
@@ -73,10 +62,6 @@ __all__ = [
     "auth_header",
 ]
 
-T = TypeVar("T")
-
-NONCE_HEADER = "fly-machine-lease-nonce"
-REQUEST_ID_HEADER = "fly-request-id"
 #: Signals the Machines API accepts for stop and restart.
 MACHINE_SIGNALS = frozenset(
     {"SIGHUP", "SIGINT", "SIGQUIT", "SIGKILL", "SIGUSR1", "SIGUSR2", "SIGTERM"}
@@ -87,8 +72,6 @@ EMPTY_LIST_RECHECK_S = 1.0
 MAX_WAIT_POLL_S = 60
 #: The most events the events endpoint returns.
 MAX_EVENTS = 50
-#: Responses larger than this are refused as malformed (no Fly answer comes near it).
-MAX_BODY_BYTES = 8 * 1024 * 1024
 
 #: The releases query, with names exactly as in Fly's GraphQL schema.
 RELEASES_QUERY = """\
@@ -101,40 +84,6 @@ query ($appName: String!, $limit: Int!) {
   }
 }"""
 
-_MACAROON_PREFIXES = ("fm1r_", "fm1a_", "fm2_")
-_SEGMENT = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_REDACTED = "[REDACTED]"
-
-
-def auth_header(token: SecretStr) -> str:
-    """The ``Authorization`` value for ``token``.
-
-    ``FlyV1 …`` is sent as is; a bare macaroon (``fm1r_``, ``fm1a_``, ``fm2_``) gets ``FlyV1 ``
-    in front; anything else is an OAuth token and gets ``Bearer ``. A pasted ``Bearer `` scheme
-    is dropped first, as fly-go does.
-    """
-    raw = token.get_secret_value().strip()
-    if raw[:7].lower() == "bearer ":
-        raw = raw[7:].strip()
-    if raw.startswith("FlyV1 "):
-        return raw
-    if raw.startswith(_MACAROON_PREFIXES):
-        return f"FlyV1 {raw}"
-    return f"Bearer {raw}"
-
-
-def _segment(value: str, what: str) -> str:
-    if not isinstance(value, str) or not _SEGMENT.match(value):
-        raise ValueError(f"invalid {what} {value!r}")
-    return value
-
-
-def _base_url(value: str, what: str) -> URL:
-    url = URL(value)
-    if not url.absolute or url.scheme not in ("http", "https") or url.query_string:
-        raise ValueError(f"{what} must be an absolute http(s) URL without a query")
-    return url
-
 
 def _go_duration(seconds: float) -> str:
     if not (math.isfinite(seconds) and seconds > 0):
@@ -142,42 +91,12 @@ def _go_duration(seconds: float) -> str:
     return f"{seconds:g}s"
 
 
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes | None:
-    """The body, or None when it is larger than ``MAX_BODY_BYTES``."""
-    buf = bytearray()
-    while chunk := await resp.content.read(65536):
-        buf += chunk
-        if len(buf) > MAX_BODY_BYTES:
-            return None
-    return bytes(buf)
-
-
-class _Redactor:
-    """Replaces the token (and its parts) in text; its repr shows nothing of them."""
-
-    __slots__ = ("values",)
-
-    def __init__(self, token: SecretStr) -> None:
-        raw = token.get_secret_value().strip()
-        bare = auth_header(token).split(" ", 1)[1]
-        found = {raw, bare, *(part for part in bare.split(",") if len(part) >= 8)}
-        self.values = tuple(sorted((v for v in found if v), key=len, reverse=True))
-
-    def __call__(self, text: str) -> str:
-        for secret in self.values:
-            text = text.replace(secret, _REDACTED)
-        return text
-
-    def __repr__(self) -> str:
-        return "_Redactor(...)"
-
-
 def _log() -> Any:
     # Looked up per event so that structlog.testing.capture_logs sees it.
     return structlog.get_logger("hotdash_watch.fly")
 
 
-class FlyClient:
+class FlyClient(FlyCore):
     """One client for every Fly API the watcher reads or acts through.
 
     Base URLs are configuration, so tests and the simulator point it at a local server. The
@@ -186,194 +105,13 @@ class FlyClient:
     retries of one call.
     """
 
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        clock: Clock,
-        *,
-        token: SecretStr,
-        machines_url: str = "https://api.machines.dev",
-        api_url: str = "https://api.fly.io",
-        prometheus_url: str | None = None,
-        timeout_s: float = 10.0,
-        attempts: int = 4,
-        deadline_s: float = 60.0,
-        rng: random.Random | None = None,
-    ) -> None:
-        if not isinstance(token, SecretStr):
-            raise TypeError("token must be a pydantic SecretStr")
-        if not token.get_secret_value().strip():
-            raise ValueError("the Fly token is empty")
-        if not (math.isfinite(timeout_s) and timeout_s > 0):
-            raise ValueError(f"timeout_s must be > 0, got {timeout_s}")
-        self._session = session
-        self._clock = clock
-        self._token = token
-        self._machines = _base_url(machines_url, "machines_url") / "v1" / "apps"
-        self._api = _base_url(api_url, "api_url")
-        self._prometheus = (
-            _base_url(prometheus_url, "prometheus_url") if prometheus_url is not None else None
-        )
-        self._timeout_s = float(timeout_s)
-        self._timeout = self._client_timeout(self._timeout_s)
-        self._policy = RetryPolicy(attempts=attempts, deadline_s=deadline_s)
-        self._rng = rng  # retry jitter; None: the module's own generator
-        self._redact = _Redactor(token)
-        # Defence in depth: the log pipeline's last processor scrubs these values too.
-        scrubber.register(self._redact.values)
-
-    def __repr__(self) -> str:
-        return f"FlyClient(machines_url={str(self._machines.parent.parent)!r})"
-
-    def _scrub(self, text: str) -> str:
-        return self._redact(text)
-
-    def _client_timeout(self, clock_seconds: float) -> aiohttp.ClientTimeout:
-        # Times are clock seconds; on a scaled clock the real deadline is shorter.
-        # ceil_threshold=inf: no rounding of the deadline up to a whole loop second.
-        return aiohttp.ClientTimeout(
-            total=clock_seconds / self._clock.rate, ceil_threshold=math.inf
-        )
-
-    # --- the one request path ---------------------------------------------------------------------
-
     def _machine_url(self, app: str, machine_id: str | None = None, *rest: str) -> URL:
-        url = self._machines / _segment(app, "app name") / "machines"
+        url = self._machines / segment(app, "app name") / "machines"
         if machine_id is not None:
-            url = url / _segment(machine_id, "machine id")
+            url = url / segment(machine_id, "machine id")
         for part in rest:
             url = url / part
         return url
-
-    async def _send(
-        self,
-        method: str,
-        url: URL,
-        ctx: Mapping[str, Any],
-        *,
-        params: Mapping[str, str] | None = None,
-        json_body: Any = None,
-        nonce: str | None = None,
-        ok: Collection[int] = range(200, 300),
-        client_timeout: aiohttp.ClientTimeout | None = None,
-        lease_call: bool = False,
-        want_json: bool = True,
-    ) -> tuple[int, Any]:
-        """One request. Returns ``(status, parsed JSON or None)``; raises a ``FlyError``."""
-        headers = {"Authorization": auth_header(self._token), "Accept": "application/json"}
-        if nonce is not None:
-            headers[NONCE_HEADER] = nonce
-        timeout = client_timeout or self._timeout
-        try:
-            async with self._session.request(
-                method,
-                url,
-                params=params,
-                json=json_body,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=False,
-            ) as resp:
-                status = resp.status
-                request_id = resp.headers.get(REQUEST_ID_HEADER)
-                retry_after_raw = resp.headers.get("Retry-After")
-                body = await _read_capped(resp)
-        except asyncio.CancelledError:
-            raise
-        except TimeoutError as exc:
-            # The request may have been sent and acted on: maybe_applied.
-            waited = (timeout.total or 0.0) * self._clock.rate
-            raise FlyUnavailable(
-                f"no answer within {waited:g} s", maybe_applied=True, **ctx
-            ) from exc
-        except aiohttp.InvalidURL as exc:
-            raise FlyError("invalid URL", **ctx) from exc
-        except aiohttp.ClientConnectorError as exc:
-            # The connection was never made, so nothing was sent.
-            raise FlyUnavailable(f"could not connect ({type(exc).__name__})", **ctx) from exc
-        except aiohttp.ClientError as exc:
-            raise FlyUnavailable(
-                f"connection failed ({type(exc).__name__})", maybe_applied=True, **ctx
-            ) from exc
-        ctx = {**ctx, "request_id": request_id}
-        if body is None:
-            raise FlyMalformed(f"response larger than {MAX_BODY_BYTES} bytes", status=status, **ctx)
-        if status in ok:
-            # Only a 2xx body is read, and only when the call uses it: an action that
-            # succeeded is not reported as malformed because of an unexpected body.
-            wanted = want_json and 200 <= status < 300
-            return status, self._json(body, status, ctx) if wanted else None
-        text, code = parse_error_body(body)
-        raise error_for_status(
-            status,
-            self._scrub(text),
-            code=code,
-            retry_after=self._retry_after(retry_after_raw),
-            lease_call=lease_call,
-            **ctx,
-        )
-
-    def _json(self, body: bytes, status: int, ctx: Mapping[str, Any]) -> Any:
-        if not body.strip():
-            return None
-        try:
-            return json.loads(body)
-        except ValueError as exc:
-            raise FlyMalformed("response body is not JSON", status=status, **ctx) from exc
-
-    def _retry_after(self, raw: str | None) -> float | None:
-        """Retry-After in seconds: a number of seconds or an HTTP date (read against the clock)."""
-        if not raw:
-            return None
-        try:
-            seconds = float(raw)
-        except ValueError:
-            try:
-                when = email.utils.parsedate_to_datetime(raw)
-            except (TypeError, ValueError, IndexError):
-                return None
-            if when.tzinfo is None:
-                return None
-            seconds = (when - self._clock.now()).total_seconds()
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-
-    @staticmethod
-    def _parse(parse: Callable[[Any], T], data: Any, ctx: Mapping[str, Any]) -> T:
-        try:
-            return parse(data)
-        except PayloadError as exc:
-            raise FlyMalformed(str(exc), **ctx) from exc
-
-    async def _call(
-        self,
-        method: str,
-        url: URL,
-        *,
-        call: str,
-        app: str | None = None,
-        machine: str | None = None,
-        parse: Callable[[Any], T],
-        **send: Any,
-    ) -> T:
-        """``_send`` under the retry policy, then ``parse`` the JSON body."""
-        ctx = {"call": call, "app": app, "machine": machine}
-
-        async def attempt() -> T:
-            _, data = await self._send(method, url, ctx, **send)
-            return self._parse(parse, data, ctx)
-
-        return await self._retry(attempt, ctx)
-
-    async def _retry(self, attempt: Callable[[], Awaitable[T]], ctx: Mapping[str, Any]) -> T:
-        return await call_with_retry(
-            attempt,
-            clock=self._clock,
-            policy=self._policy,
-            call=ctx["call"],
-            app=ctx.get("app"),
-            machine=ctx.get("machine"),
-            rng=self._rng,
-        )
 
     # --- Machines API: reads ----------------------------------------------------------------------
 
@@ -651,7 +389,7 @@ class FlyClient:
         """The app's releases, newest version first (GraphQL ``releasesUnprocessed``)."""
         if not 1 <= limit <= 100:
             raise ValueError(f"limit must be between 1 and 100, got {limit}")
-        ctx = {"call": "releases", "app": _segment(app, "app name"), "machine": None}
+        ctx = {"call": "releases", "app": segment(app, "app name"), "machine": None}
 
         def parse(data: Any) -> list[Release]:
             errors = data.get("errors") if isinstance(data, Mapping) else None
@@ -707,10 +445,10 @@ class FlyClient:
         if next_token:
             params["next_token"] = next_token
         if instance:
-            params["instance"] = _segment(instance, "instance")
+            params["instance"] = segment(instance, "instance")
         return await self._call(
             "GET",
-            self._api / "api" / "v1" / "apps" / _segment(app, "app name") / "logs",
+            self._api / "api" / "v1" / "apps" / segment(app, "app name") / "logs",
             call="logs",
             app=app,
             machine=instance,
