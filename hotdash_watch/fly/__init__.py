@@ -1,10 +1,17 @@
 """The watcher's only way to Fly: Machines API, GraphQL releases, logs polling, Prometheus.
 
-* ``client.FlyClient`` - one façade over every call, built with base URLs, token, session, clock.
-* ``errors`` - the ``FlyError`` tree; "retryable" is the type ``FlyUnavailable``.
+From the bottom up (each module imports only from the ones listed before it):
+
 * ``models`` - frozen values (``Machine``, ``MachineEvent``, ``Release``, ``LogPage``, ``Lease``,
-  ``Sample``) and the parsers that build them from untrusted JSON.
+  ``Sample``) and the parsers that build them from untrusted JSON, one module per concept.
+* ``errors`` - the ``FlyError`` tree; "retryable" is the type ``FlyUnavailable``.
 * ``retry`` - the tenacity policy, sleeping on the daemon's clock.
+* ``core.FlyCore`` - the one HTTP path: session, auth header, deadlines, error translation
+  (the only place aiohttp errors become ``FlyError``), retries.
+* ``api`` - one class per API surface on ``FlyCore``: ``machines``, ``graphql``, ``logs``,
+  ``prometheus``.
+* ``client.FlyClient`` - every surface in one client, built with base URLs, token, session,
+  clock.
 * ``logs.LogFollower`` - each log line once, across overlapping pages.
 * ``exposition`` - the Prometheus text format of ``/metrics``, counter rates, quantiles.
 """
