@@ -23,6 +23,7 @@ from hotdash_watch import logs
 from hotdash_watch.clock import Clock, SystemClock
 from hotdash_watch.config import Settings
 from hotdash_watch.metrics import Metrics
+from hotdash_watch.mitigate import Mitigator
 from hotdash_watch.pipeline import Pipeline, build
 from hotdash_watch.records.store import Store
 from hotdash_watch.respond import Responder
@@ -60,6 +61,7 @@ class Daemon:
         self.scheduler: Scheduler | ClockScheduler | None = None
         self.outbox: Any = None  # notify.outbox.Outbox when channels are configured
         self.responder: Responder | None = None
+        self.mitigator: Mitigator | None = None
         self._outbox_task: asyncio.Task[None] | None = None
         self._runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -92,10 +94,14 @@ class Daemon:
         self.responder = Responder(s, self.clock, self.store, self.metrics, outbox=self.outbox,
                                    fly_client=self.pipeline.fly_client)
         self.pipeline.responder = self.responder
+        if self.pipeline.fly_client is not None:
+            self.mitigator = Mitigator(s, self.clock, self.store, self.metrics,
+                                       self.pipeline.fly_client, self.pipeline.timeline)
+            self.pipeline.mitigator = self.mitigator
         await self.pipeline.resume()
-        if self.pipeline.mitigator is not None:
-            await self.pipeline.mitigator.load()
-            await self.pipeline.mitigator.resume()
+        if self.mitigator is not None:
+            await self.mitigator.load()
+            await self.mitigator.resume()
         self._runner = web.AppRunner(make_app(self.pipeline), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, s.server.host, s.server.port)
@@ -117,8 +123,8 @@ class Daemon:
         grace = self.settings.timers.shutdown_grace_s
         if self.scheduler is not None:
             await self.scheduler.stop(grace)
-        if self.pipeline is not None and self.pipeline.mitigator is not None:
-            await self.pipeline.mitigator.drain(grace)
+        if self.mitigator is not None:
+            await self.mitigator.drain(grace)
         if self.responder is not None:
             await self.responder.drain(grace)
         if self.outbox is not None and self._outbox_task is not None:

@@ -226,7 +226,7 @@ async def acknowledge(request: web.Request) -> web.Response:
     if not isinstance(author, str) or not author.strip():
         return _error(400, "author is required: who acknowledges")
     p = request.app[PIPELINE]
-    inc = await p.acknowledge(request.match_info["id"], author.strip())
+    inc = await p.timeline.acknowledge(request.match_info["id"], author.strip())
     if inc is None:
         return _error(404, f"no open incident {request.match_info['id']!r}")
     return web.json_response(incident_as_dict(inc))
@@ -381,7 +381,7 @@ def _apply_alert(pipeline: Pipeline, alert: AlertmanagerAlert, now: float, ttl: 
                         reason=f"app {app!r} is not watched "
                                f"(watched: {', '.join(sorted(pipeline.apps))})")
     if alert.status == "resolved":
-        pipeline.clear_signal(app, key)
+        pipeline.intake.clear_signal(app, key)
         return _Verdict(HookOutcome.CLEARED, fingerprint, name, app)
     label = alert.labels.get("severity")
     severity = alert_severity(label)
@@ -392,7 +392,7 @@ def _apply_alert(pipeline: Pipeline, alert: AlertmanagerAlert, now: float, ttl: 
                         reason=f"{got}; use one of {', '.join(SEVERITY_LABELS)}")
     until = _until(alert, now, ttl)
     summary = _summary(alert)
-    pipeline.put_signal(app, key, Signal(severity, summary, "alertmanager"), until)
+    pipeline.intake.put_signal(app, key, Signal(severity, summary, "alertmanager"), until)
     log.info("alert_signal_accepted", app=app, severity=severity.value, alertname=name,
              fingerprint=fingerprint, summary=summary, in_force_s=round(until - now, 1))
     return _Verdict(HookOutcome.SIGNALLED, fingerprint, name, app, severity)

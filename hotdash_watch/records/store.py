@@ -74,6 +74,7 @@ from hotdash_watch.model.incident import (
     encode_reasons,
 )
 from hotdash_watch.model.severity import Severity
+from hotdash_watch.pipeline.ports import StoreError  # the pass's port owns the error
 from hotdash_watch.records.tables import (
     actions,
     incidents,
@@ -109,10 +110,6 @@ _DRIVERS = {
 _SUPPORTED = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
 _ID_MAX = incidents.c.id.type.length
 _QUERY_PASSWORD = re.compile(r"(?i)(\bpassword=)[^&#]*")
-
-
-class StoreError(Exception):
-    """The store cannot be opened, or a read or write failed; the message is safe to show."""
 
 
 class PageState(StrEnum):

@@ -85,7 +85,7 @@ class TestAlertmanagerWebhook:
 
                 for _ in range(2):  # raise_evals_sev1
                     for probe in d.pipeline.probes:
-                        await d.pipeline.run_probe(probe)
+                        await d.pipeline.intake.run_probe(probe)
                     clock.advance(5)
                     await d.pipeline.evaluate()
                 assert app.incident is not None and app.incident.severity is Severity.SEV1

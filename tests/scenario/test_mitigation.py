@@ -224,7 +224,7 @@ class Live:
         record stays "started"), then the rest shuts down."""
         assert d.scheduler is not None and d.pipeline is not None
         await d.scheduler.stop(0)
-        task = d.pipeline.mitigator.tasks[app]
+        task = d.mitigator.tasks[app]
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         self.running.remove(d)

@@ -32,7 +32,7 @@ async def tick(d: Daemon, clock: ManualClock, n: int = 1, step: float = STEP, *,
     assert d.pipeline is not None
     for _ in range(n):
         for probe in d.pipeline.probes:
-            await d.pipeline.run_probe(probe)
+            await d.pipeline.intake.run_probe(probe)
         clock.advance(step)
         await d.pipeline.evaluate()
         if deliver and d.outbox is not None:
