@@ -189,7 +189,7 @@ def tables(model: type[BaseModel] = Settings) -> list[Table]:
 def render(model: type[BaseModel] = Settings) -> str:
     """The reference as Markdown, markers included."""
     out = [BEGIN,
-           f"<!-- generated from hotdash_watch/config.py by `{COMMAND}`; do not edit here -->",
+           f"<!-- generated from the settings models by `{COMMAND}`; do not edit here -->",
            ""]
     for t in tables(model):
         out += [f"#### {t.title}", ""]

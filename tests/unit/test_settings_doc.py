@@ -47,7 +47,7 @@ class TestReadme:
         block = current_block(README.read_text(encoding="utf-8"))
         assert block is not None, f"README.md lost its {BEGIN} ... {END} markers"
         assert block == render(), (
-            "README.md's settings reference differs from hotdash_watch/config.py: run "
+            "README.md's settings reference differs from the settings models: run "
             "`make docs` (or .venv/bin/python -m hotdash_watch.settings_doc --write) and "
             "commit README.md")
 

@@ -1,67 +1,44 @@
-"""Configuration: a TOML file plus ``HOTDASH_WATCH_*`` environment overrides.
+"""The sections of the configuration: one frozen model per TOML table, with the runbook's defaults.
 
-Every threshold of the runbook's SEV table, every window, interval, timeout and timer is a
-setting whose default is the runbook's value. Environment variables win over the file; nested
-keys use ``__`` (``HOTDASH_WATCH_THRESHOLDS__SEV2_P95_MS=1500``). Secrets are ``SecretStr``.
-
-Invalid input never produces a traceback: ``load_settings`` raises ``ConfigError`` whose
-``problems`` name each field by its path (``apps[0].health_url``) with what is allowed.
+Each model here is a plain pydantic model that rejects unknown keys. Nothing in this module
+depends on paging or records, so every stage may read its own section from here: the root
+``Settings`` (``hotdash_watch.config.settings``) puts the sections together and reads the file
+and the environment.
 """
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Literal, Self
 from urllib.parse import urlsplit
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from hotdash_watch.model.severity import Severity
 
-__all__ = ["AppSettings", "ConfigError", "Settings", "load_settings"]
-
-ENV_PREFIX = "HOTDASH_WATCH_"
-
-
-class InvalidInput(Exception):
-    """A file a person wrote cannot be used; ``problems`` holds one line per invalid field."""
-
-    what = "input"
-
-    def __init__(self, source: str, problems: list[str]) -> None:
-        self.source = source
-        self.problems = problems
-        super().__init__(self.render())
-
-    def render(self) -> str:
-        lines = [f"invalid {self.what} ({self.source}):"]
-        lines += [f"  - {p}" for p in self.problems]
-        return "\n".join(lines)
-
-
-class ConfigError(InvalidInput):
-    """The configuration cannot be used."""
-
-    what = "configuration"
+__all__ = [
+    "ActionName",
+    "AppSettings",
+    "FlySettings",
+    "HysteresisSettings",
+    "LogSettings",
+    "MitigationSettings",
+    "ProbeDefaults",
+    "Seconds",
+    "ServerSettings",
+    "Thresholds",
+    "TimerSettings",
+    "WindowSettings",
+    "check_http_url",
+]
 
 
 class _Section(BaseModel):
+    # Every table refuses unknown keys (a typo is an error, not a default) and is frozen.
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 Seconds = float
+"""A duration in seconds (of the watcher's clock, which a simulation may run faster)."""
 
 
 class Thresholds(_Section):
@@ -210,7 +187,8 @@ class ProbeDefaults(_Section):
     reprobe_on_failure: bool = Field(True, description="probe again at once after a failure")
 
 
-def _check_http_url(value: str | None) -> str | None:
+def check_http_url(value: str | None) -> str | None:
+    """``value`` unchanged when it is an http(s) URL with a host (or None); ValueError if not."""
     if value is None:
         return value
     parts = urlsplit(value)
@@ -234,7 +212,7 @@ class AppSettings(_Section):
                                      description="HTTP statuses that count as healthy")
     expect_body: str | None = Field(None, description="text the health body must contain")
 
-    _url = field_validator("health_url", "synthetic_url")(_check_http_url)
+    _url = field_validator("health_url", "synthetic_url")(check_http_url)
 
     @field_validator("expect_status")
     @classmethod
@@ -281,7 +259,7 @@ class FlySettings(_Section):
         3, ge=1, description="machine facts older than this many polls are not used"
     )
 
-    _urls = field_validator("machines_url", "api_url", "metrics_url")(_check_http_url)
+    _urls = field_validator("machines_url", "api_url", "metrics_url")(check_http_url)
 
     @property
     def enabled(self) -> bool:
@@ -291,60 +269,6 @@ class FlySettings(_Section):
     def _metrics_url(self) -> Self:
         if self.metrics != "off" and not self.metrics_url:
             raise ValueError(f"metrics = {self.metrics!r} needs metrics_url")
-        return self
-
-
-class ChannelSettings(_Section):
-    """One paging channel. Secrets (URL, routing key, HMAC key) are never logged or paged."""
-
-    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$",
-                      description="label of the channel in metrics and the API")
-    kind: Literal["webhook", "slack", "pagerduty", "alertmanager"] = Field(
-        description="generic JSON webhook, Slack incoming webhook, PagerDuty Events v2, or "
-        "Alertmanager v2 /api/v2/alerts")
-    url: SecretStr | None = Field(
-        None, description="webhook/Slack URL, Alertmanager base URL, or the PagerDuty events "
-        "endpoint (default https://events.pagerduty.com/v2/enqueue)")
-    routing_key: SecretStr | None = Field(None, description="PagerDuty integration key")
-    hmac_secret: SecretStr | None = Field(
-        None, description="webhook: sign bodies with HMAC-SHA256 (X-Hotdash-Signature)")
-    min_severity: Literal["SEV-1", "SEV-2", "SEV-3"] = Field(
-        "SEV-3", description="pages below this severity are not sent on this channel")
-    timeout_s: Seconds = Field(10.0, gt=0, description="time limit of one delivery")
-
-    @model_validator(mode="after")
-    def _needs(self) -> Self:
-        if self.kind == "pagerduty" and self.routing_key is None:
-            raise ValueError("a pagerduty channel needs routing_key")
-        if self.kind != "pagerduty" and self.url is None:
-            raise ValueError(f"a {self.kind} channel needs url")
-        if self.url is not None:
-            _check_http_url(self.url.get_secret_value().split("?")[0] or "x")
-        return self
-
-
-class NotifySettings(_Section):
-    """Paging: channels in failover order, retries, and what pages say."""
-
-    channels: list[ChannelSettings] = Field(
-        default_factory=list, description="paging channels, in failover order")
-    affected: str = Field(
-        "Agent SDK services (LlamaIndex MCP, Agent Service)",
-        description="the AFFECTED line of SEV-1 pages")
-    retry_initial_s: Seconds = Field(5.0, gt=0, description="first retry delay of a page")
-    retry_max_s: Seconds = Field(300.0, gt=0, description="longest retry delay of a page")
-    failover_after_s: Seconds = Field(
-        120.0, gt=0, description="a channel failing this long hands its pages to the next one")
-    journal_path: str = Field("feedback/reliability.md", description="the runbook's journal")
-    artifacts_dir: str = Field(
-        "artifacts/reliability", description="diagnostics and reports, one folder per incident")
-
-    @model_validator(mode="after")
-    def _unique(self) -> Self:
-        names = [c.name for c in self.channels]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"channel names must be unique; repeated: {', '.join(dupes)}")
         return self
 
 
@@ -436,158 +360,3 @@ class LogSettings(_Section):
     )
     level: Literal["debug", "info", "warning", "error"] = Field(
         "info", description="lowest level written")
-
-
-class Settings(BaseSettings):
-    """Everything the daemon reads at start."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
-    )
-
-    service_name: str = Field("Agent SDK", description="service name used in pages and reports")
-    team: str = Field("Reliability Team", description="contact named in pages")
-    store_url: str = Field(
-        "sqlite+aiosqlite:///var/hotdash-watch.db",
-        description="sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB",
-    )
-    dry_run: bool = Field(
-        False, description="plan and record what would be done, change nothing on Fly")
-    server: ServerSettings = ServerSettings()
-    log: LogSettings = LogSettings()
-    thresholds: Thresholds = Thresholds()
-    window: WindowSettings = WindowSettings()
-    hysteresis: HysteresisSettings = HysteresisSettings()
-    timers: TimerSettings = TimerSettings()
-    probes: ProbeDefaults = ProbeDefaults()
-    fly: FlySettings = FlySettings()
-    notify: NotifySettings = NotifySettings()
-    mitigation: MitigationSettings = MitigationSettings()
-    apps: list[AppSettings] = Field(default_factory=list, description="the watched apps")
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The environment wins over the file (the file's values arrive as init kwargs).
-        return (env_settings, init_settings)
-
-    @field_validator("store_url")
-    @classmethod
-    def _store_url(cls, value: str) -> str:
-        scheme = value.split("://", 1)[0] if "://" in value else ""
-        allowed = ("sqlite", "sqlite+aiosqlite", "postgresql", "postgres", "postgresql+asyncpg")
-        if scheme not in allowed:
-            raise ValueError(
-                "must be sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB "
-                f"(scheme {scheme or 'missing'!r} is not supported)"
-            )
-        return value
-
-    @model_validator(mode="after")
-    def _unique_apps(self) -> Self:
-        names = [a.name for a in self.apps]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"apps: each app may be listed once; repeated: {', '.join(dupes)}")
-        return self
-
-    def app(self, name: str) -> AppSettings:
-        for a in self.apps:
-            if a.name == name:
-                return a
-        raise KeyError(name)
-
-    def interval_for(self, app: AppSettings) -> float:
-        return app.interval_s or self.probes.interval_s
-
-    def timeout_for(self, app: AppSettings) -> float:
-        return app.timeout_s or self.probes.timeout_s
-
-    def budget_for(self, app: AppSettings) -> float:
-        return app.latency_budget_ms or self.probes.latency_budget_ms
-
-
-def _path(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out or "(top level)"
-
-
-def _allowed_keys(loc: tuple[int | str, ...]) -> list[str]:
-    """The keys allowed where an unknown key was found, by walking the model along ``loc``."""
-    model: Any = Settings
-    for part in loc[:-1]:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part)
-        if field is None:
-            return []
-        ann = field.annotation
-        args = getattr(ann, "__args__", ())
-        model = next((a for a in (ann, *args) if isinstance(a, type) and issubclass(a, BaseModel)),
-                     None)
-        if model is None:
-            return []
-    return sorted(model.model_fields)
-
-
-def describe_errors(err: ValidationError) -> list[str]:
-    problems = []
-    for e in err.errors(include_url=False):
-        loc = tuple(e["loc"])
-        where = _path(loc)
-        if e["type"] == "extra_forbidden":
-            allowed = _allowed_keys(loc)
-            hint = f"; allowed here: {', '.join(allowed)}" if allowed else ""
-            problems.append(f"{where}: unknown key{hint}")
-            continue
-        msg = e["msg"].removeprefix("Value error, ")
-        shown = e.get("input")
-        if isinstance(shown, (str, int, float, bool)) and e["type"] != "value_error":
-            msg = f"{msg} (got {shown!r})"
-        problems.append(f"{where}: {msg}")
-    return problems
-
-
-def load_settings(
-    path: str | Path | None = None, *, overrides: Mapping[str, Any] | None = None
-) -> Settings:
-    """Read ``path`` (TOML) under the environment's overrides; raise ConfigError when invalid.
-
-    ``overrides`` replace top-level keys of the file (the demo and ``simulate`` use them).
-    """
-    source = str(path) if path is not None else "defaults"
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(source, [f"{path}: no such file"]) from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(source, [f"{path}: not valid TOML: {e}"]) from None
-        except OSError as e:
-            raise ConfigError(source, [f"{path}: cannot be read: {e.strerror}"]) from None
-    if overrides:
-        data = {**data, **overrides}
-    token = os.environ.get("FLY_API_TOKEN")
-    if token and not os.environ.get(f"{ENV_PREFIX}FLY__API_TOKEN"):
-        fly = dict(data.get("fly") or {})
-        fly.setdefault("api_token", token)
-        data = {**data, "fly": fly}
-    try:
-        return Settings(**data)
-    except ValidationError as e:
-        raise ConfigError(source, describe_errors(e)) from None
-    except ValueError as e:  # malformed JSON in a complex environment override
-        raise ConfigError(source, [f"environment ({ENV_PREFIX}*): {e}"]) from None
