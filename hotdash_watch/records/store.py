@@ -40,8 +40,6 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self
 
@@ -73,6 +71,7 @@ from hotdash_watch.model.incident import (
     decode_reasons,
     encode_reasons,
 )
+from hotdash_watch.model.page import OutboxRow, OutboxStats, PageState, Silence
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.pipeline.ports import StoreError  # the pass's port owns the error
 from hotdash_watch.records.tables import (
@@ -110,69 +109,6 @@ _DRIVERS = {
 _SUPPORTED = "sqlite+aiosqlite:///PATH or postgresql+asyncpg://USER@HOST/DB"
 _ID_MAX = incidents.c.id.type.length
 _QUERY_PASSWORD = re.compile(r"(?i)(\bpassword=)[^&#]*")
-
-
-class PageState(StrEnum):
-    """Where an outbox row stands. Only ``pending`` rows are ever sent."""
-
-    PENDING = "pending"
-    SENT = "sent"  # the receiver accepted it; never sent again
-    FAILED = "failed"  # rejected for good (a 4xx); a copy went to the next channel if any
-    SILENCED = "silenced"  # held back by an active silence: stored, visible, not sent
-    HANDED_OVER = "handed_over"  # its channel kept failing; a copy went to the next channel
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxRow:
-    """One page on one channel. ``page`` is the page's JSON (``Page.as_dict``)."""
-
-    id: int
-    key: str
-    channel: str
-    incident_id: str
-    event: str
-    severity: str
-    page: dict[str, Any]
-    state: PageState
-    attempts: int
-    next_attempt_at: float
-    created_at: float
-    sent_at: float | None
-    last_error: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class OutboxStats:
-    """Pending pages: how many, how old the oldest is (0 when none), when one is next due.
-
-    ``next_attempt_at`` is the earliest retry time of a channel's oldest pending row (rows
-    behind it wait for it), or ``None`` when nothing is pending.
-    """
-
-    depth: int
-    oldest_age_s: float
-    next_attempt_at: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    """A maintenance window: pages for ``app`` (``"*"``: every app) are held back while
-    ``starts_at <= now < ends_at``; ``suspend_mitigation`` asks the policy to act not either."""
-
-    id: int
-    app: str
-    starts_at: float
-    ends_at: float
-    author: str
-    reason: str
-    suspend_mitigation: bool
-    created_at: float
-
-    def active(self, now: float) -> bool:
-        return self.starts_at <= now < self.ends_at
-
-    def matches(self, app: str) -> bool:
-        return self.app in ("*", app)
 
 
 _OUTBOX_FIELDS = ("key", "channel", "incident_id", "event", "severity", "page", "state",
