@@ -18,20 +18,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-import aiohttp
-
-from hotdash_watch.clock import Clock
 from hotdash_watch.config import ChannelSettings
-from hotdash_watch.logs import scrubber
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.notify.base import (
-    Page,
-    Payload,
-    Redactor,
-    SendResult,
-    deliver,
-    required,
-)
+from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
 
 __all__ = ["ALERTNAME", "FIRING_FOR_S", "AlertmanagerNotifier"]
 
@@ -50,22 +39,14 @@ def _labels(page: Page, severity: Severity) -> dict[str, str]:
             "incident_id": page.incident_id}
 
 
-class AlertmanagerNotifier:
+class AlertmanagerNotifier(HttpNotifier):
     """Posts alerts to an Alertmanager (``url`` is its base URL, e.g. http://am:9093)."""
 
     kind: ClassVar[str] = "alertmanager"
 
     def __init__(self, channel: ChannelSettings) -> None:
-        self.name = channel.name
-        self.min_severity = Severity(channel.min_severity)
-        self.timeout_s = channel.timeout_s
         base = required(channel.url, channel.name, "url")
-        self._url = base.rstrip("/") + "/api/v2/alerts"
-        self._redact = Redactor(url=base)
-        scrubber.register(self._redact.values)
-
-    def __repr__(self) -> str:
-        return f"AlertmanagerNotifier(name={self.name!r})"
+        super().__init__(channel, url=base.rstrip("/") + "/api/v2/alerts", secret_url=base)
 
     def build_payload(self, page: Page) -> Payload:
         starts = page.opened_at if page.opened_at is not None else page.created_at
@@ -89,7 +70,3 @@ class AlertmanagerNotifier:
                 "endsAt": _rfc3339(page.created_at),
             })
         return alerts
-
-    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
-        return await deliver(page, session, self._url, build=self.build_payload,
-                             timeout_s=self.timeout_s, clock=clock, redact=self._redact)

@@ -1,8 +1,11 @@
-"""What every paging channel shares: the ``Page``, the ``Notifier`` protocol, ``SendResult``.
+"""What every paging channel shares: the ``Page``, the ``Notifier`` protocol, ``SendResult``
+and ``HttpNotifier``, the base of every channel's notifier.
 
 A ``Page`` is channel-independent: the runbook's subject, body and fields for one incident
 event, with the evidence numbers behind it. A notifier turns it into its provider's payload
-(``build_payload``: pure, golden-tested) and sends it (``send``: thin I/O).
+(``build_payload``: pure, golden-tested) and sends it (``send``: thin I/O). ``HttpNotifier``
+holds what the channels have in common (name, severity filter, timeout, the secrets to redact,
+the POST); a channel's module adds only its endpoint, its secrets and its payload.
 
 ``send`` never raises, except ``asyncio.CancelledError``: every failure comes back as a
 ``SendResult`` whose ``retryable`` says what the outbox does next, as alertmanager's
@@ -27,6 +30,7 @@ import asyncio
 import base64
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
@@ -37,10 +41,12 @@ import aiohttp
 from pydantic import SecretStr
 
 from hotdash_watch.clock import Clock
+from hotdash_watch.logs import scrubber
 from hotdash_watch.model.severity import Severity
 
 __all__ = [
     "NOTE_PREFIX",
+    "HttpNotifier",
     "Notifier",
     "Page",
     "PageEvent",
@@ -339,3 +345,40 @@ async def deliver(
         return SendResult(False, False, None, f"cannot build the request ({type(e).__name__})")
     return await post_json(session, url, body, headers=extra, timeout_s=timeout_s, clock=clock,
                            redact=redact)
+
+
+class HttpNotifier(ABC):
+    """A paging channel that POSTs JSON: the part every channel's notifier shares.
+
+    A channel's class sets ``kind``, calls ``super().__init__`` with where to POST (``url``),
+    the URL as configured when it is a credential (``secret_url``) and its other secret values
+    (``secrets``), and implements ``build_payload``; ``build_headers`` adds headers of its own.
+    Every secret given here is kept out of ``SendResult.detail`` and out of the log.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, channel: Any, *, url: str, secret_url: str | None,
+                 secrets: Iterable[str | None] = ()) -> None:
+        self.name: str = channel.name
+        self.min_severity = Severity(channel.min_severity)
+        self.timeout_s: float = channel.timeout_s
+        self._url = url
+        self._redact = Redactor(url=secret_url, others=secrets)
+        scrubber.register(self._redact.values)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+    @abstractmethod
+    def build_payload(self, page: Page) -> Payload:
+        """The provider's request body for ``page`` (pure)."""
+
+    def build_headers(self, page: Page, body: bytes) -> Mapping[str, str]:
+        """Headers of this channel for ``body`` (pure); none by default."""
+        return {}
+
+    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
+        return await deliver(page, session, self._url, build=self.build_payload,
+                             headers=self.build_headers, timeout_s=self.timeout_s, clock=clock,
+                             redact=self._redact)

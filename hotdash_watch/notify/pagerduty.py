@@ -11,20 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import ClassVar
 
-import aiohttp
-
-from hotdash_watch.clock import Clock
 from hotdash_watch.config import ChannelSettings
-from hotdash_watch.logs import scrubber
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.notify.base import (
-    Page,
-    Payload,
-    Redactor,
-    SendResult,
-    deliver,
-    required,
-)
+from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
 
 __all__ = ["DEFAULT_URL", "PagerDutyNotifier"]
 
@@ -37,23 +26,16 @@ def _timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
-class PagerDutyNotifier:
+class PagerDutyNotifier(HttpNotifier):
     """Sends Events v2 to PagerDuty (or to ``url``, e.g. a local receiver in tests)."""
 
     kind: ClassVar[str] = "pagerduty"
 
     def __init__(self, channel: ChannelSettings) -> None:
-        self.name = channel.name
-        self.min_severity = Severity(channel.min_severity)
-        self.timeout_s = channel.timeout_s
-        self._url = DEFAULT_URL if channel.url is None else channel.url.get_secret_value()
         self._routing_key = required(channel.routing_key, channel.name, "routing_key")
-        self._redact = Redactor(url=None if channel.url is None else self._url,
-                                others=[self._routing_key])
-        scrubber.register(self._redact.values)
-
-    def __repr__(self) -> str:
-        return f"PagerDutyNotifier(name={self.name!r})"
+        url = None if channel.url is None else channel.url.get_secret_value()
+        super().__init__(channel, url=DEFAULT_URL if url is None else url, secret_url=url,
+                         secrets=[self._routing_key])
 
     def build_payload(self, page: Page) -> Payload:
         summary = page.subject if not page.note else f"{page.subject} — {page.note}"
@@ -73,7 +55,3 @@ class PagerDutyNotifier:
                 "custom_details": dict(page.fields),
             },
         }
-
-    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
-        return await deliver(page, session, self._url, build=self.build_payload,
-                             timeout_s=self.timeout_s, clock=clock, redact=self._redact)

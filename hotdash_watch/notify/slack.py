@@ -8,20 +8,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-import aiohttp
-
-from hotdash_watch.clock import Clock
 from hotdash_watch.config import ChannelSettings
-from hotdash_watch.logs import scrubber
-from hotdash_watch.model.severity import Severity
-from hotdash_watch.notify.base import (
-    Page,
-    Payload,
-    Redactor,
-    SendResult,
-    deliver,
-    required,
-)
+from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
 
 __all__ = ["SlackNotifier", "mrkdwn_escape"]
 
@@ -49,21 +37,14 @@ def _mrkdwn_body(page: Page) -> str:
     return "\n".join(lines)
 
 
-class SlackNotifier:
+class SlackNotifier(HttpNotifier):
     """Posts to a Slack incoming-webhook URL (the URL itself is the credential)."""
 
     kind: ClassVar[str] = "slack"
 
     def __init__(self, channel: ChannelSettings) -> None:
-        self.name = channel.name
-        self.min_severity = Severity(channel.min_severity)
-        self.timeout_s = channel.timeout_s
-        self._url = required(channel.url, channel.name, "url")
-        self._redact = Redactor(url=self._url)
-        scrubber.register(self._redact.values)
-
-    def __repr__(self) -> str:
-        return f"SlackNotifier(name={self.name!r})"
+        url = required(channel.url, channel.name, "url")
+        super().__init__(channel, url=url, secret_url=url)
 
     def build_payload(self, page: Page) -> Payload:
         return {
@@ -75,7 +56,3 @@ class SlackNotifier:
                  "text": {"type": "mrkdwn", "text": _clip(_mrkdwn_body(page), SECTION_MAX)}},
             ],
         }
-
-    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
-        return await deliver(page, session, self._url, build=self.build_payload,
-                             timeout_s=self.timeout_s, clock=clock, redact=self._redact)

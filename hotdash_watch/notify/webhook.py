@@ -19,20 +19,8 @@ import hashlib
 import hmac
 from typing import ClassVar
 
-import aiohttp
-
-from hotdash_watch.clock import Clock
 from hotdash_watch.config import ChannelSettings
-from hotdash_watch.logs import scrubber
-from hotdash_watch.model.severity import Severity
-from hotdash_watch.notify.base import (
-    Page,
-    Payload,
-    Redactor,
-    SendResult,
-    deliver,
-    required,
-)
+from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
 
 __all__ = ["DEDUP_HEADER", "SIGNATURE_HEADER", "WebhookNotifier", "sign"]
 
@@ -45,24 +33,16 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
-class WebhookNotifier:
+class WebhookNotifier(HttpNotifier):
     """Posts the page as JSON to a URL of the operator's choosing."""
 
     kind: ClassVar[str] = "webhook"
 
     def __init__(self, channel: ChannelSettings) -> None:
-        self.name = channel.name
-        self.min_severity = Severity(channel.min_severity)
-        self.timeout_s = channel.timeout_s
-        self._url = required(channel.url, channel.name, "url")
-        self._key = (None if channel.hmac_secret is None
-                     else channel.hmac_secret.get_secret_value().encode())
-        self._redact = Redactor(url=self._url, others=[
-            None if self._key is None else self._key.decode()])
-        scrubber.register(self._redact.values)
-
-    def __repr__(self) -> str:
-        return f"WebhookNotifier(name={self.name!r})"
+        url = required(channel.url, channel.name, "url")
+        key = None if channel.hmac_secret is None else channel.hmac_secret.get_secret_value()
+        self._key = None if key is None else key.encode()
+        super().__init__(channel, url=url, secret_url=url, secrets=[key])
 
     def build_payload(self, page: Page) -> Payload:
         return page.as_dict()
@@ -73,8 +53,3 @@ class WebhookNotifier:
         if self._key is not None:
             headers[SIGNATURE_HEADER] = sign(self._key, body)
         return headers
-
-    async def send(self, page: Page, session: aiohttp.ClientSession, clock: Clock) -> SendResult:
-        return await deliver(page, session, self._url, build=self.build_payload,
-                             headers=self.build_headers, timeout_s=self.timeout_s, clock=clock,
-                             redact=self._redact)

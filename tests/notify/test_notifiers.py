@@ -23,7 +23,7 @@ from hotdash_watch.config import ChannelSettings
 from hotdash_watch.model.incident import Event, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify import CHANNELS, build_notifier, build_notifiers
-from hotdash_watch.notify.base import Notifier, Page, PageEvent, SendResult
+from hotdash_watch.notify.base import HttpNotifier, Notifier, Page, PageEvent, SendResult
 from hotdash_watch.notify.outbox import Outbox
 from hotdash_watch.notify.templates import render
 from hotdash_watch.notify.webhook import DEDUP_HEADER, SIGNATURE_HEADER, sign
@@ -91,6 +91,15 @@ class TestRegistry:
         assert (n.kind, n.name, n.min_severity) == (kind, f"my-{kind}", Severity.SEV2)
         assert asyncio.iscoroutinefunction(n.send)
         assert_leaks_no_secret(repr(n), str(n))
+
+    @pytest.mark.parametrize("kind", KINDS)
+    def test_shares_the_base(self, kind):
+        """Each class is an ``HttpNotifier``: the constructor's common part, ``repr`` and
+        ``send`` are the base's; the channel adds its endpoint, secrets and payload."""
+        cls = CHANNELS[kind]
+        assert issubclass(cls, HttpNotifier)
+        assert cls.send is HttpNotifier.send
+        assert cls.__repr__ is HttpNotifier.__repr__
 
     def test_build_notifiers_keeps_config_order(self):
         """The notifiers come in config order: the failover order."""
