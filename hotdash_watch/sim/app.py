@@ -32,7 +32,7 @@ from aiohttp import web
 from hotdash_watch.clock import Clock
 from hotdash_watch.sim.graphql import ObjectType, execute
 from hotdash_watch.sim.ids import IdSource, rfc3339
-from hotdash_watch.sim.scenario import Scenario
+from hotdash_watch.sim.spec import Scenario
 from hotdash_watch.sim.world import (
     PROXY_WAIT_S,
     RELEASE_USER,

@@ -39,7 +39,8 @@ recover                 machines                                     optional (d
 ======================  ===========================================  ========================
 
 ``load_scenario`` and ``parse_scenario`` never raise anything but ``ScenarioError``, whose
-``problems`` name each bad field by its path (``faults[1].kind``) with what is allowed.
+``problems`` name each bad field by its path (``faults[1].kind``) with what is allowed. The
+values they return (``Scenario``, ``AppSpec``, ``Fault``) are defined in ``spec.py``.
 """
 
 from __future__ import annotations
@@ -47,12 +48,12 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from hotdash_watch.config import InvalidInput
 from hotdash_watch.sim.ids import machine_identities
+from hotdash_watch.sim.spec import AppSpec, Fault, Machines, Scenario
 
 __all__ = [
     "FAULT_KINDS",
@@ -100,65 +101,11 @@ _APP_NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _REGION = re.compile(r"^[a-z]{3}$")
 MAX_MACHINES = 50
 
-Machines = Literal["all"] | int | tuple[str, ...]
-
 
 class ScenarioError(InvalidInput):
     """The scenario cannot be used; ``problems`` holds one line per invalid field."""
 
     what = "scenario"
-
-
-@dataclass(frozen=True, slots=True)
-class AppSpec:
-    """One simulated Fly app: its machines, their memory, its release history and traffic."""
-
-    name: str
-    machines: int = 2
-    memory_mb: int = 512
-    releases: tuple[str, ...] = ("good", "good")
-    region: str = "iad"
-    autostop: bool = False
-    autostart: bool = True
-    min_machines_running: int = 1
-    traffic_rps: float = 5.0
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """One fault of the timeline (see the module docstring for the fields each kind takes).
-
-    ``app`` is ``None`` only for platform-wide faults (fly_api_down) and for watcher_partition
-    and recover meaning every app. ``machines`` is ``"all"``, a count (the first N machines) or
-    machine names or ids.
-    """
-
-    at_s: float
-    kind: str
-    app: str | None = None
-    machines: Machines = "all"
-    until_s: float | None = None
-    need_mb: int | None = None
-    rate: float | None = None
-    p95_ms: float | None = None
-    period_s: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Scenario:
-    """A simulated Fly: apps and a fault timeline, in scenario seconds from t=0."""
-
-    name: str
-    duration_s: float
-    apps: tuple[AppSpec, ...]
-    faults: tuple[Fault, ...] = field(default=())
-    seed: int = 0
-
-    def app(self, name: str) -> AppSpec:
-        for a in self.apps:
-            if a.name == name:
-                return a
-        raise KeyError(name)
 
 
 def load_scenario(path: str | Path) -> Scenario:

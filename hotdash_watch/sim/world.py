@@ -58,7 +58,7 @@ from typing import Any
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.sim.ids import IdSource, epoch_ms, epoch_ns, machine_identities, rfc3339
-from hotdash_watch.sim.scenario import AppSpec, Fault, Scenario
+from hotdash_watch.sim.spec import AppSpec, Fault, Scenario
 
 __all__ = [
     "ApiError",
