@@ -32,16 +32,13 @@ from aiohttp import web
 from hotdash_watch.clock import Clock
 from hotdash_watch.sim.graphql import ObjectType, execute
 from hotdash_watch.sim.ids import IdSource, rfc3339
+from hotdash_watch.sim.machines_api import SETTLED
+from hotdash_watch.sim.model import ApiError, Release, SimMachine
+from hotdash_watch.sim.proxy import PROXY_WAIT_S
 from hotdash_watch.sim.spec import Scenario
-from hotdash_watch.sim.world import (
-    PROXY_WAIT_S,
-    RELEASE_USER,
-    SETTLED,
-    ApiError,
-    Release,
-    SimMachine,
-    World,
-)
+from hotdash_watch.sim.world import World
+
+RELEASE_USER = {"id": "Kx81q", "email": "ci-bot@hotdash.example", "name": "CI Bot"}
 
 __all__ = ["SimServer", "build_app"]
 
@@ -412,7 +409,7 @@ async def proxy(request: web.Request) -> web.StreamResponse:
 
 async def _partitioned(request: web.Request, world: World, name: str) -> web.StreamResponse:
     """The watcher cannot reach the app: hang, or drop the connection without a response."""
-    if world.partition_hangs():
+    if world.partition_hangs(name):
         while world.partitioned(name) and not world.stopping:
             await world.pause(1.0)
             world.step_to()
