@@ -3,16 +3,10 @@
 ``Outbox.page`` stores one row per channel whose ``min_severity`` admits the page (state
 ``pending``; ``silenced`` while a silence covers the app) and wakes the delivery loop.
 ``Outbox.run`` (a task of the daemon's TaskGroup) sends due rows, channel by channel in the
-order they were queued, and records each outcome in the store::
-
-    pending --2xx------------------------------------------> sent     (never sent again)
-       |  --5xx/408/429/connection/timeout----------------> pending  (retry at now + backoff)
-       |  --other 4xx-------------------------------------> failed   (+ a copy for the next
-       |                                                               working channel)
-       |  --its channel failing >= failover_after_s-------> handed_over (+ a copy for the
-       |                                                               next working channel)
-    silenced (held back by a silence: stored, visible, counted, never sent, also not after
-              the silence ends; status updates and later pages then go out as usual)
+order they were queued, asks ``delivery.decide`` what each answer means (sent, retry later,
+failed, handed over: the state machine is there) and has the store record it. A ``silenced``
+row (held back by a silence: stored, visible, counted) is never sent, also not after the
+silence ends; status updates and later pages then go out as usual.
 
 Failover goes to the next configured channel after the failing one (config order, wrapping)
 that is not failing itself, whatever its ``min_severity``: that setting says which pages a
@@ -28,9 +22,9 @@ pending and every channel well it only looks every ``idle_poll_s`` (a safety net
 this process queues wakes it at once), so an idle watcher does not query its store every few
 seconds.
 
-Backoff is exponential from ``notify.retry_initial_s`` to ``notify.retry_max_s`` with +-20 %
-jitter (a receiver's Retry-After is honoured up to the maximum), in clock seconds. A channel's
-rows go out in order: a row waits while an older row of its channel waits for its retry.
+Retries back off exponentially from ``notify.retry_initial_s`` to ``notify.retry_max_s`` in
+clock seconds, with jitter drawn from the outbox's ``rng``. A channel's rows go out in order: a
+row waits while an older row of its channel waits for its retry.
 
 "Exactly once per (page key, channel)" holds as far as the receiver allows: the store refuses
 a second row for a (key, channel), a row is marked sent only after a 2xx and is never sent
@@ -43,18 +37,20 @@ success: ``paging_status()`` (for /healthz) and the metrics say so, and the next
 through on any channel carries a note saying which channel was broken, for how long, and by how
 much that page was delayed. Channel health is kept in the store (``kv``), so a restart neither
 forgets a breakage nor restarts its failover timer.
+
+The outbox reaches its storage through ``PageStore``, the few calls it makes (the daemon passes
+``records.store.Store``); every one of them may raise ``StoreError``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import math
 import random
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
@@ -62,12 +58,26 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
+from hotdash_watch.model.page import OutboxRow, OutboxStats, PageState, Silence
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import Notifier, Page, SendResult
+from hotdash_watch.notify.delivery import (
+    JITTER,
+    Answer,
+    Attempt,
+    Channel,
+    Reason,
+    Rules,
+    Transition,
+    backoff_delay,
+    decide,
+    failed_over,
+)
 from hotdash_watch.notify.templates import format_duration, iso
-from hotdash_watch.records.store import OutboxRow, OutboxStats, PageState, Store, StoreError
+from hotdash_watch.pipeline.ports import StoreError  # the error the store raises
 
-__all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "backoff_delay", "paging_note"]
+__all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "PageStore", "backoff_delay",
+           "paging_note"]
 
 HEALTH_KEY = "notify.paging"
 """The ``kv`` key under which channel health survives a restart."""
@@ -79,6 +89,34 @@ _NOTE_DETAIL_MAX = 80
 def _log() -> Any:
     # Looked up per event so that structlog.testing.capture_logs sees it.
     return structlog.get_logger("hotdash_watch.notify")
+
+
+class PageStore(Protocol):
+    """What the outbox needs of its storage: queue, read and close pages, read silences,
+    keep channel health. Every method may raise ``StoreError``."""
+
+    async def enqueue_pages(self, rows: Sequence[Mapping[str, Any]]) -> list[int]: ...
+
+    async def due_pages(self, now: float, limit: int = 100) -> list[OutboxRow]: ...
+
+    async def pending_pages(self, channel: str | None = None, limit: int = 1000
+                            ) -> list[OutboxRow]: ...
+
+    async def mark_page(self, page_id: int, state: str, attempts: int, next_attempt_at: float,
+                        sent_at: float | None = None, last_error: str | None = None
+                        ) -> bool: ...
+
+    async def hand_over_page(self, page_id: int, new_row: Mapping[str, Any], *,
+                             state: str = PageState.HANDED_OVER.value, attempts: int,
+                             last_error: str | None) -> int | None: ...
+
+    async def outbox_stats(self, now: float) -> OutboxStats: ...
+
+    async def active_silences(self, now: float) -> Sequence[Silence]: ...
+
+    async def get_state(self, key: str) -> Any | None: ...
+
+    async def put_state(self, key: str, value: Any, at: float) -> None: ...
 
 
 class Outcome(StrEnum):
@@ -173,18 +211,6 @@ class _Health:
         return 0.0 if self.breakage is None else max(0.0, now - self.breakage.since)
 
 
-def backoff_delay(attempt: int, initial_s: float, max_s: float, rng: random.Random,
-                  retry_after: float | None = None) -> float:
-    """Seconds before retry number ``attempt`` (1, 2, ...): ``initial_s * 2**(attempt-1)``
-    up to ``max_s``, +-20 % jitter, never below ``initial_s`` nor above ``max_s``; at least
-    the receiver's ``retry_after`` (itself capped at ``max_s``)."""
-    base = min(max_s, initial_s * 2.0 ** min(max(attempt - 1, 0), 60))
-    delay = min(max_s, max(initial_s, base * rng.uniform(0.8, 1.2)))
-    if retry_after is not None and math.isfinite(retry_after):
-        delay = max(delay, min(max_s, retry_after))
-    return delay
-
-
 def _short(detail: str) -> str:
     return detail if len(detail) <= _NOTE_DETAIL_MAX else detail[: _NOTE_DETAIL_MAX - 3] + "..."
 
@@ -236,7 +262,7 @@ class Outbox:
 
     def __init__(
         self,
-        store: Store,
+        store: PageStore,
         notifiers: Sequence[Notifier],
         session: aiohttp.ClientSession,
         clock: Clock,
@@ -361,7 +387,7 @@ class Outbox:
                 "ok": b is None,
                 "broken_since": None if b is None else iso(b.since),
                 "broken_for_s": round(h.failing_for(now), 3),
-                "failed_over": b is not None and self._failed_over(h, now),
+                "failed_over": self._failed_over(h, now),
                 "last_error": None if b is None else b.detail,
             }
         return {
@@ -385,14 +411,12 @@ class Outbox:
             stray = [r for name, rs in by_channel.items() if name not in self._by_name
                      for r in rs]
             for row in stray:  # a channel removed from the config since the row was queued
-                await self._guarded(self._hand_over(
-                    row, PageState.HANDED_OVER, f"channel {row.channel} is not configured",
-                    now, result), row.channel)
+                await self._guarded(self._settle(row, None, now, result), row.channel)
             async with asyncio.TaskGroup() as tg:
                 for n in self._notifiers:
                     due = by_channel.get(n.name, [])
                     h = self._health[n.name]
-                    if due or (h.breakage is not None and self._failed_over(h, now)):
+                    if due or self._failed_over(h, now):
                         tg.create_task(self._guarded(self._channel(n, due, now, result),
                                                      n.name))
             await self._refresh_stats()
@@ -410,7 +434,7 @@ class Outbox:
     async def _channel(self, n: Notifier, due: list[OutboxRow], now: float,
                        result: _PassResult) -> None:
         h = self._health[n.name]
-        if h.breakage is not None and self._failed_over(h, now):
+        if self._failed_over(h, now):
             if not due or h.retry_at > now:
                 await self._hand_over_channel(n.name, now, result)
                 return
@@ -425,7 +449,7 @@ class Outbox:
             outcome = await self._attempt(n, row, result)
             if outcome is Outcome.RETRY:
                 t = self._clock.timestamp()
-                if h.breakage is not None and self._failed_over(h, t):
+                if self._failed_over(h, t):
                     await self._hand_over_channel(n.name, t, result)
                 return  # the rest wait behind this row: order per channel
 
@@ -433,10 +457,9 @@ class Outbox:
         try:
             page = Page.from_dict(row.page)
         except (KeyError, TypeError, ValueError) as e:  # a row no version of us could write
-            await self._store.mark_page(row.id, PageState.FAILED, row.attempts, row.next_attempt_at,
-                                        last_error=f"unreadable page ({type(e).__name__})")
+            unreadable = Attempt(Answer.UNREADABLE, f"unreadable page ({type(e).__name__})")
+            await self._settle(row, unreadable, self._clock.timestamp(), result)
             _log().error("page_unreadable", channel=n.name, key=row.key, error=type(e).__name__)
-            result.progress += 1
             return Outcome.FAILED
         start = self._clock.timestamp()
         told = self._untold()
@@ -446,13 +469,11 @@ class Outbox:
             page = page.with_note(note)
         res: SendResult = await n.send(page, self._session, self._clock)
         t = self._clock.timestamp()
-        attempts = row.attempts + 1
         log = _log().bind(channel=n.name, incident_id=row.incident_id, key=row.key,
-                          attempt=attempts)
+                          attempt=row.attempts + 1)
         result.progress += 1
         if res.ok:
-            await self._store.mark_page(row.id, PageState.SENT, attempts, row.next_attempt_at,
-                                        sent_at=t, last_error=None)
+            await self._settle(row, Attempt(Answer.DELIVERED), t, result)
             self.metrics.pages.labels(n.name, Outcome.SENT.value).inc()
             self.metrics.delivery.labels(n.name).observe(max(0.0, t - row.created_at))
             result.sent += 1
@@ -462,25 +483,71 @@ class Outbox:
             return Outcome.SENT
         await self._failed(n.name, t, res.detail)
         if res.retryable:
-            delay = backoff_delay(attempts, self._settings.notify.retry_initial_s,
-                                  self._settings.notify.retry_max_s, self._rng, res.retry_after)
-            self._health[n.name].retry_at = t + delay
-            await self._store.mark_page(row.id, PageState.PENDING, attempts, t + delay,
-                                        last_error=res.detail)
+            retry = Attempt(Answer.RETRYABLE, res.detail, res.retry_after)
+            step = await self._settle(row, retry, t, result)
+            self._health[n.name].retry_at = step.next_attempt_at
             self.metrics.pages.labels(n.name, Outcome.RETRY.value).inc()
             log.warning("page_retry", status=res.status, detail=res.detail,
-                        retry_in_s=round(delay, 3))
+                        retry_in_s=round(step.next_attempt_at - t, 3))
             return Outcome.RETRY
         self.metrics.pages.labels(n.name, Outcome.FAILED.value).inc()
         log.error("page_rejected", status=res.status, detail=res.detail)
-        await self._hand_over(row, PageState.FAILED, res.detail, t, result, attempts=attempts)
+        await self._settle(row, Attempt(Answer.REJECTED, res.detail), t, result)
         return Outcome.FAILED
+
+    async def _settle(self, row: OutboxRow, attempt: Attempt | None, now: float,
+                      result: _PassResult) -> Transition:
+        """Ask ``decide`` what ``attempt`` (``None``: the row was not sent) means for ``row``
+        at ``now``, have the store record it, and say so; returns the transition."""
+        retrying = attempt is not None and attempt.answer is Answer.RETRYABLE
+        jitter = self._rng.uniform(*JITTER) if retrying else 1.0
+        step = decide(row, attempt, self._channel_facts(row.channel), now, self._rules(),
+                      jitter=jitter)
+        if not step.reason.writes:
+            return step
+        if step.hand_to is None:
+            await self._store.mark_page(row.id, step.state, step.attempts, step.next_attempt_at,
+                                        sent_at=step.sent_at, last_error=step.error)
+            if step.reason is Reason.UNDELIVERABLE:
+                _log().error("page_undeliverable", channel=row.channel,
+                             incident_id=row.incident_id, key=row.key, detail=step.detail,
+                             reason="no other working channel")
+            if step.reason in (Reason.UNDELIVERABLE, Reason.UNREADABLE):
+                result.progress += 1
+            return step
+        new_row = self._row(row.page, step.hand_to, PageState.PENDING, now, row.created_at)
+        new_id = await self._store.hand_over_page(
+            row.id, new_row, state=step.state.value, attempts=step.attempts,
+            last_error=step.error)
+        result.progress += 1
+        if step.reason is Reason.FAILED_OVER:
+            self.metrics.pages.labels(row.channel, Outcome.HANDED_OVER.value).inc()
+        _log().warning("page_handed_over", channel=row.channel, incident_id=row.incident_id,
+                       key=row.key, to=step.hand_to, detail=step.detail,
+                       already_there=new_id is None)
+        self.wake()
+        return step
 
     # -- failover ------------------------------------------------------------------------------
 
+    def _rules(self) -> Rules:
+        notify = self._settings.notify
+        return Rules(initial_s=notify.retry_initial_s, max_s=notify.retry_max_s,
+                     failover_after_s=notify.failover_after_s)
+
     def _failed_over(self, h: _Health, now: float) -> bool:
-        return h.breakage is not None and h.failing_for(now) >= (
-            self._settings.notify.failover_after_s)
+        since = None if h.breakage is None else h.breakage.since
+        return failed_over(since, now, self._settings.notify.failover_after_s)
+
+    def _channel_facts(self, channel: str) -> Channel:
+        """What ``decide`` needs to know of ``channel`` now."""
+        target = self._target(channel)
+        h = self._health.get(channel)
+        b = None if h is None else h.breakage
+        return Channel(configured=channel in self._by_name,
+                       failing_since=None if b is None else b.since,
+                       failing_detail="" if b is None else b.detail,
+                       fallback=None if target is None else target.name)
 
     def _target(self, channel: str) -> Notifier | None:
         """The next configured channel after ``channel`` (config order, wrapping) that works.
@@ -500,53 +567,16 @@ class Outbox:
         out = {}
         for n in self._notifiers:
             h = self._health[n.name]
-            if h.breakage is not None and self._failed_over(h, now):
+            if self._failed_over(h, now):
                 target = self._target(n.name)
                 if target is not None:
                     out[n.name] = target.name
         return out
 
     async def _hand_over_channel(self, channel: str, now: float, result: _PassResult) -> None:
-        detail = self._health[channel].breakage
-        why = (f"channel {channel} failing for "
-               f"{format_duration(self._health[channel].failing_for(now))}"
-               + (f": {detail.detail}" if detail is not None else ""))
+        """Give each pending page of the failed-over ``channel`` to the next working one."""
         for row in await self._store.pending_pages(channel):
-            await self._hand_over(row, PageState.HANDED_OVER, why, now, result)
-
-    async def _hand_over(self, row: OutboxRow, state: PageState, why: str, now: float,
-                         result: _PassResult, *, attempts: int | None = None) -> None:
-        """Give ``row``'s page to the next working channel, closing ``row`` as ``state``.
-
-        When that channel already has the page (the fan-out gave it one), only ``row`` is
-        closed. Without a working channel, a handed-over row stays pending (retried on its own
-        channel) and a rejected row is closed as failed.
-        """
-        attempts = row.attempts if attempts is None else attempts
-        target = self._target(row.channel)
-        log = _log().bind(channel=row.channel, incident_id=row.incident_id, key=row.key)
-        if target is None:
-            if state is PageState.FAILED:
-                await self._store.mark_page(row.id, PageState.FAILED, attempts,
-                                            row.next_attempt_at, last_error=why)
-                log.error("page_undeliverable", detail=why, reason="no other working channel")
-                result.progress += 1
-            elif row.channel not in self._by_name and row.next_attempt_at <= now:
-                await self._store.mark_page(
-                    row.id, PageState.PENDING, attempts,
-                    now + self._settings.notify.retry_max_s,
-                    last_error=f"{why}; no other working channel")
-            return
-        new_row = self._row(row.page, target.name, PageState.PENDING, now, row.created_at)
-        new_id = await self._store.hand_over_page(
-            row.id, new_row, state=state.value, attempts=attempts,
-            last_error=f"{why}; handed over to {target.name}")
-        result.progress += 1
-        if state is PageState.HANDED_OVER and row.channel in self._by_name:
-            self.metrics.pages.labels(row.channel, Outcome.HANDED_OVER.value).inc()
-        log.warning("page_handed_over", to=target.name, detail=why,
-                    already_there=new_id is None)
-        self.wake()
+            await self._settle(row, None, now, result)
 
     # -- channel health ------------------------------------------------------------------------
 
