@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from hotdash_watch.config import InvalidInput
+from hotdash_watch.sim.faults import FAULTS
 from hotdash_watch.sim.ids import machine_identities
 from hotdash_watch.sim.spec import AppSpec, Fault, Machines, Scenario
 
@@ -65,31 +66,14 @@ __all__ = [
     "parse_scenario",
 ]
 
-FAULT_KINDS: tuple[str, ...] = (
-    "crash", "oom", "errors", "latency", "bad_release", "dependency_down", "autostop_broken",
-    "fly_api_down", "watcher_partition", "flap", "recover",
-)
-
-# Fields each kind takes besides at_s, kind and app.
-KIND_FIELDS: dict[str, frozenset[str]] = {
-    "crash": frozenset({"machines", "until_s"}),
-    "oom": frozenset({"machines", "need_mb"}),
-    "errors": frozenset({"machines", "rate", "until_s"}),
-    "latency": frozenset({"machines", "p95_ms", "until_s"}),
-    "bad_release": frozenset({"rate"}),
-    "dependency_down": frozenset({"until_s"}),
-    "autostop_broken": frozenset({"until_s"}),
-    "fly_api_down": frozenset({"until_s"}),
-    "watcher_partition": frozenset({"until_s"}),
-    "flap": frozenset({"machines", "period_s", "until_s"}),
-    "recover": frozenset({"machines"}),
-}
-REQUIRED_FIELDS: dict[str, str] = {
-    "oom": "need_mb", "errors": "rate", "latency": "p95_ms", "bad_release": "rate",
-    "flap": "period_s",
-}
-APP_OPTIONAL = frozenset({"watcher_partition", "recover"})  # omitted: every app
-APP_FORBIDDEN = frozenset({"fly_api_down"})  # platform-wide
+# The fault kinds, the keys each takes besides at_s, kind and app, and the one it needs: all
+# from the kinds' classes (hotdash_watch/sim/faults/).
+FAULT_KINDS: tuple[str, ...] = tuple(FAULTS)
+KIND_FIELDS: dict[str, frozenset[str]] = {kind: cls.fields for kind, cls in FAULTS.items()}
+REQUIRED_FIELDS: dict[str, str] = {kind: cls.required for kind, cls in FAULTS.items()
+                                   if cls.required is not None}
+APP_OPTIONAL = frozenset(k for k, cls in FAULTS.items() if cls.app_rule == "optional")
+APP_FORBIDDEN = frozenset(k for k, cls in FAULTS.items() if cls.app_rule == "forbidden")
 
 TOP_KEYS = ("name", "duration_s", "seed", "apps", "faults")
 APP_KEYS = ("name", "machines", "memory_mb", "releases", "region", "autostop", "autostart",
