@@ -3,8 +3,9 @@
 ``render()`` walks ``config.Settings`` (top-level keys, every section, and the items of lists
 such as ``[[apps]]`` and ``[[notify.channels]]``) and writes one Markdown table per section:
 the key as written in TOML, its environment variable, type, default and meaning (the field's
-description). README.md carries the output between the markers below; a test fails when it is
-out of date.
+description). A list of tables whose keys depend on one of them (a channel's ``kind``) gets a
+table of the keys every item has, then one table per kind with that kind's own keys.
+README.md carries the output between the markers below; a test fails when it is out of date.
 
     python -m hotdash_watch.settings_doc            # print the reference
     python -m hotdash_watch.settings_doc --write    # replace the block in README.md
@@ -19,10 +20,10 @@ import json
 import sys
 import types
 import typing
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 import annotated_types
 from pydantic import BaseModel, SecretStr
@@ -63,10 +64,43 @@ def _model_in(annotation: Any) -> type[BaseModel] | None:
         else None
 
 
-def _list_item_model(annotation: Any) -> type[BaseModel] | None:
+@dataclass(frozen=True, slots=True)
+class _Union:
+    """Models told apart by the value of one key (pydantic's discriminated union)."""
+
+    key: str
+    members: tuple[type[BaseModel], ...]
+
+    def tags(self) -> dict[str, type[BaseModel]]:
+        return {str(tag): m for m in self.members
+                for tag in get_args(m.model_fields[self.key].annotation)}
+
+    def base(self) -> type:
+        """The most derived class every member extends."""
+        return next(c for c in self.members[0].__mro__
+                    if all(issubclass(m, c) for m in self.members))
+
+    def shared(self) -> list[str]:
+        """The keys every member has as one field (those of their common base), in order."""
+        names = list(getattr(self.base(), "model_fields", {})) or [self.key]
+        return names if self.key in names else [self.key, *names]
+
+
+def _union_in(annotation: Any) -> _Union | None:
+    if get_origin(annotation) is not Annotated:
+        return None
+    inner, *meta = get_args(annotation)
+    info = next((m for m in meta if isinstance(m, FieldInfo)), None)
+    if info is None or not isinstance(info.discriminator, str):
+        return None
+    members = tuple(m for m in get_args(inner) if _model_in(m) is not None)
+    return _Union(info.discriminator, members) if members else None
+
+
+def _list_item_model(annotation: Any) -> type[BaseModel] | _Union | None:
     if get_origin(annotation) is list:
         (item,) = get_args(annotation) or (None,)
-        return _model_in(item)
+        return _model_in(item) or _union_in(item)
     return None
 
 
@@ -137,11 +171,13 @@ def _doc(model: type[BaseModel]) -> str:
 
 
 def _rows(model: type[BaseModel], key_prefix: str, env_prefix: str | None,
-          list_env: str | None) -> Iterator[Row | Table]:
-    """Rows of ``model`` in declaration order; nested sections and lists of tables follow as
-    their own tables (yielded after the rows)."""
+          list_env: str | None, only: Collection[str] | None = None) -> Iterator[Row | Table]:
+    """Rows of ``model`` (of its fields named in ``only``, when given) in declaration order;
+    nested sections and lists of tables follow as their own tables (after the rows)."""
     nested: list[Table] = []
     for name, field in model.model_fields.items():
+        if only is not None and name not in only:
+            continue
         key = f"{key_prefix}{name}"
         env = f"{env_prefix}{name.upper()}" if env_prefix is not None else None
         env_cell = f"`{env}`" if env else "—"
@@ -159,7 +195,8 @@ def _rows(model: type[BaseModel], key_prefix: str, env_prefix: str | None,
         if item is not None:
             item_env = env or list_env
             type_name = f"list of tables, see `[[{key}]]`"
-            nested += _tables(item, f"[[{key}]]", f"{key}[].", None, item_env)
+            nested += (_union_tables(item, key, item_env) if isinstance(item, _Union)
+                       else _tables(item, f"[[{key}]]", f"{key}[].", None, item_env))
             if env:
                 meaning = (meaning + "; " if meaning else "") + f"from the environment: `{env}` " \
                     "holds the whole list as JSON"
@@ -167,18 +204,54 @@ def _rows(model: type[BaseModel], key_prefix: str, env_prefix: str | None,
     yield from nested
 
 
+def _list_note(title: str, list_env: str) -> str:
+    return (f"Each `{title}` table is one item of a list; from the environment the whole "
+            f"list is one JSON value in `{list_env}`.")
+
+
 def _tables(model: type[BaseModel], title: str, key_prefix: str, env_prefix: str | None,
-            list_env: str | None) -> list[Table]:
+            list_env: str | None, only: Collection[str] | None = None,
+            doc: str | None = None) -> list[Table]:
     rows: list[Row] = []
     after: list[Table] = []
-    for r in _rows(model, key_prefix, env_prefix, list_env):
+    for r in _rows(model, key_prefix, env_prefix, list_env, only):
         (rows if isinstance(r, Row) else after).append(r)  # type: ignore[arg-type]
-    doc = _doc(model)
-    if env_prefix is None and list_env is not None:
-        note = (f"Each `{title}` table is one item of a list; from the environment the whole "
-                f"list is one JSON value in `{list_env}`.")
-        doc = f"{doc}\n\n{note}" if doc else note
+    if doc is None:
+        doc = _doc(model)
+        if env_prefix is None and list_env is not None:
+            note = _list_note(title, list_env)
+            doc = f"{doc}\n\n{note}" if doc else note
     return ([Table(title, doc, tuple(rows))] if rows else []) + after
+
+
+def _union_tables(union: _Union, key: str, list_env: str | None) -> list[Table]:
+    """``[[key]]``: the keys every item has, its discriminator first among them; then one
+    table per kind of item with that kind's own keys."""
+    title, prefix, tags = f"[[{key}]]", f"{key}[].", union.tags()
+    shared = union.shared()
+    first = union.members[0]
+    rows: list[Row] = []
+    for name in shared:
+        if name == union.key:
+            meaning = "; ".join(f"`{t}`: {m.model_fields[name].description or t}"
+                                for t, m in tags.items())
+            rows.append(Row(f"{prefix}{name}", "—",
+                            "one of " + ", ".join(f"`{t}`" for t in tags), "required", meaning))
+        else:
+            rows += [r for r in _rows(first, prefix, None, list_env, [name])
+                     if isinstance(r, Row)]
+    base = union.base()
+    doc = [_doc(base)] if issubclass(base, BaseModel) else []
+    if list_env is not None:
+        doc.append(_list_note(title, list_env))
+    doc.append(f"The other keys depend on `{union.key}`: see the table of each `{union.key}` "
+               "below.")
+    out = [Table(title, "\n\n".join(d for d in doc if d), tuple(rows))]
+    for tag, member in tags.items():
+        own = [n for n in member.model_fields if n not in shared]
+        out += _tables(member, f'{title} with {union.key} = "{tag}"', prefix, None, list_env,
+                       only=own, doc=_doc(member))
+    return out
 
 
 def tables(model: type[BaseModel] = Settings) -> list[Table]:

@@ -3,10 +3,12 @@ current one."""
 
 from __future__ import annotations
 
+import typing
 from pathlib import Path
+from typing import Annotated, Literal
 
 import pytest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from hotdash_watch.config import Settings, load_settings
 from hotdash_watch.settings_doc import (
@@ -22,6 +24,14 @@ from hotdash_watch.settings_doc import (
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
+def _models(item: object) -> list[type[BaseModel]]:
+    """The model of a list's item, or every member of a union of models (``Annotated``)."""
+    if typing.get_origin(item) is Annotated:
+        item = typing.get_args(item)[0]
+    members = typing.get_args(item) or (item,)
+    return [m for m in members if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
 def leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
     """Every setting's TOML key, walked independently of the generator."""
     out: set[str] = set()
@@ -32,13 +42,19 @@ def leaf_keys(model: type[BaseModel], prefix: str = "") -> set[str]:
             continue
         out.add(prefix + name)
         (item,) = getattr(ann, "__args__", (None,))[:1] or (None,)
-        if isinstance(item, type) and issubclass(item, BaseModel):
-            out |= leaf_keys(item, f"{prefix}{name}[].")
+        for m in _models(item):
+            out |= leaf_keys(m, f"{prefix}{name}[].")
     return out
 
 
 def rows() -> dict[str, object]:
+    """Rows by key; a key in several tables (a channel's ``url``) keeps its last row."""
     return {r.key: r for t in tables() for r in t.rows}
+
+
+def table(title: str):
+    [found] = [t for t in tables() if t.title == title]
+    return found
 
 
 class TestReadme:
@@ -54,11 +70,12 @@ class TestReadme:
 
 class TestTables:
     def test_every_setting_has_a_row(self):
-        """Every key of the model, in nested sections and in list items, has exactly one row,
-        and there is no row for a key the model lacks."""
-        keys = [r.key for t in tables() for r in t.rows]
-        assert len(keys) == len(set(keys))
-        assert set(keys) == leaf_keys(Settings)
+        """Every key of the model, in nested sections and in list items, has a row, once per
+        table, and there is no row for a key the model lacks."""
+        for t in tables():
+            keys = [r.key for r in t.rows]
+            assert len(keys) == len(set(keys)), t.title
+        assert {r.key for t in tables() for r in t.rows} == leaf_keys(Settings)
 
     def test_sections_and_list_items_are_tables(self):
         """Top-level keys come first; each section and each list of tables has its own."""
@@ -67,6 +84,44 @@ class TestTables:
         for title in ("[server]", "[thresholds]", "[fly]", "[notify]", "[mitigation]",
                       "[[apps]]", "[[notify.channels]]"):
             assert title in titles
+
+    def test_discriminated_union_of_any_models(self):
+        """Any list of a union told apart by a key renders the shared keys, then each
+        member's own keys, without knowing about channels."""
+
+        class Item(BaseModel):
+            """An item."""
+
+            kind: str
+            label: str = Field("x", description="what it is called")
+
+        class Circle(Item):
+            """A circle."""
+
+            kind: Literal["circle"] = Field("circle", description="round")
+            radius: float = Field(description="half the width")
+
+        class Square(Item):
+            """A square."""
+
+            kind: Literal["square"] = Field("square", description="four sides")
+            side: float = Field(description="the width")
+
+        class Drawing(BaseModel):
+            shapes: list[Annotated[Circle | Square, Field(discriminator="kind")]] = Field(
+                default_factory=list, description="what is drawn")
+
+        got = {t.title: [(r.key, r.type, r.meaning) for r in t.rows] for t in tables(Drawing)}
+        assert got == {
+            "Top level": [("shapes", "list of tables, see `[[shapes]]`",
+                           "what is drawn; from the environment: `HOTDASH_WATCH_SHAPES` "
+                           "holds the whole list as JSON")],
+            "[[shapes]]": [("shapes[].kind", "one of `circle`, `square`",
+                            "`circle`: round; `square`: four sides"),
+                           ("shapes[].label", "string", "what it is called")],
+            '[[shapes]] with kind = "circle"': [("shapes[].radius", "number", "half the width")],
+            '[[shapes]] with kind = "square"': [("shapes[].side", "number", "the width")],
+        }
 
     def test_secrets_say_secret(self):
         """A SecretStr setting is typed "secret" and never shows a value."""
