@@ -2,17 +2,23 @@
 
 ::
 
-    sections.py   one model per table ([thresholds], [window], [fly], [[apps]], [mitigation]...)
+    sections.py   one model per table ([thresholds], [window], [fly], [[apps]], [mitigation]...);
+                  imports only pydantic and hotdash_watch.model
     errors.py     InvalidInput, ConfigError, describe_errors: one line per invalid field
-    settings.py   the root Settings, [notify] and its channels, load_settings
+    settings.py   the root Settings, [notify] with the paging channels' models, load_settings
 
-Every name is importable from ``hotdash_watch.config``; a stage that needs only its own section
-imports it from ``hotdash_watch.config.sections``.
+Every name is importable from ``hotdash_watch.config``. The names of ``settings.py`` are loaded
+on first use: the channels' models live in notify/, whose modules import the sections, so a
+stage that reads only its own section (from here or from ``config.sections``) loads nothing of
+paging, and importing notify/ first does not loop back through the settings.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from hotdash_watch.config.errors import ConfigError, InvalidInput, describe_errors
+from hotdash_watch.config.errors import _path as _path  # a name of the former single module
 from hotdash_watch.config.sections import (
     ActionName,
     AppSettings,
@@ -28,13 +34,19 @@ from hotdash_watch.config.sections import (
     WindowSettings,
     check_http_url,
 )
-from hotdash_watch.config.settings import (
-    ENV_PREFIX,
-    ChannelSettings,
-    NotifySettings,
-    Settings,
-    load_settings,
-)
+from hotdash_watch.config.sections import _Section as _Section  # a name of the former single module
+
+if TYPE_CHECKING:
+    from hotdash_watch.config.settings import (
+        ENV_PREFIX,
+        ChannelSettings,
+        NotifySettings,
+        Settings,
+        load_settings,
+    )
+
+_FROM_SETTINGS = frozenset(
+    {"ENV_PREFIX", "ChannelSettings", "NotifySettings", "Settings", "load_settings"})
 
 __all__ = [
     "ENV_PREFIX",
@@ -61,8 +73,18 @@ __all__ = [
 ]
 
 
-# Private names of the former single module, kept importable from here.
-from hotdash_watch.config.errors import _path as _path
-from hotdash_watch.config.sections import _Section as _Section
+_check_http_url = check_http_url  # a name of the former single module
 
-_check_http_url = check_http_url
+
+def __getattr__(name: str) -> Any:
+    if name in _FROM_SETTINGS:
+        from hotdash_watch.config import settings
+
+        value = getattr(settings, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_FROM_SETTINGS})

@@ -6,6 +6,10 @@ keys use ``__`` (``HOTDASH_WATCH_THRESHOLDS__SEV2_P95_MS=1500``). Secrets are ``
 
 Invalid input never produces a traceback: ``load_settings`` raises ``ConfigError`` whose
 ``problems`` name each field by its path (``apps[0].health_url``) with what is allowed.
+
+The sections come from ``sections.py``; ``[notify]``'s channels are the paging channels' own
+models (``hotdash_watch.notify.channels``), so this module, unlike the sections, depends on
+notify/.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ import os
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Any, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from hotdash_watch.config.errors import ConfigError, describe_errors
@@ -33,47 +37,18 @@ from hotdash_watch.config.sections import (
     TimerSettings,
     WindowSettings,
     _Section,
-    check_http_url,
 )
+from hotdash_watch.notify.channels import AnyChannel, ChannelSettings
 
 __all__ = ["ENV_PREFIX", "ChannelSettings", "NotifySettings", "Settings", "load_settings"]
 
 ENV_PREFIX = "HOTDASH_WATCH_"
 
 
-class ChannelSettings(_Section):
-    """One paging channel. Secrets (URL, routing key, HMAC key) are never logged or paged."""
-
-    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$",
-                      description="label of the channel in metrics and the API")
-    kind: Literal["webhook", "slack", "pagerduty", "alertmanager"] = Field(
-        description="generic JSON webhook, Slack incoming webhook, PagerDuty Events v2, or "
-        "Alertmanager v2 /api/v2/alerts")
-    url: SecretStr | None = Field(
-        None, description="webhook/Slack URL, Alertmanager base URL, or the PagerDuty events "
-        "endpoint (default https://events.pagerduty.com/v2/enqueue)")
-    routing_key: SecretStr | None = Field(None, description="PagerDuty integration key")
-    hmac_secret: SecretStr | None = Field(
-        None, description="webhook: sign bodies with HMAC-SHA256 (X-Hotdash-Signature)")
-    min_severity: Literal["SEV-1", "SEV-2", "SEV-3"] = Field(
-        "SEV-3", description="pages below this severity are not sent on this channel")
-    timeout_s: Seconds = Field(10.0, gt=0, description="time limit of one delivery")
-
-    @model_validator(mode="after")
-    def _needs(self) -> Self:
-        if self.kind == "pagerduty" and self.routing_key is None:
-            raise ValueError("a pagerduty channel needs routing_key")
-        if self.kind != "pagerduty" and self.url is None:
-            raise ValueError(f"a {self.kind} channel needs url")
-        if self.url is not None:
-            check_http_url(self.url.get_secret_value().split("?")[0] or "x")
-        return self
-
-
 class NotifySettings(_Section):
     """Paging: channels in failover order, retries, and what pages say."""
 
-    channels: list[ChannelSettings] = Field(
+    channels: list[AnyChannel] = Field(
         default_factory=list, description="paging channels, in failover order")
     affected: str = Field(
         "Agent SDK services (LlamaIndex MCP, Agent Service)",

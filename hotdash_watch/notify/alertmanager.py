@@ -16,13 +16,21 @@ Alertmanager answers 200 when it accepted the alerts.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
-from hotdash_watch.config import ChannelSettings
+from pydantic import Field, SecretStr, field_validator
+
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
+from hotdash_watch.notify.base import (
+    ChannelBase,
+    HttpNotifier,
+    Page,
+    Payload,
+    check_secret_url,
+    required,
+)
 
-__all__ = ["ALERTNAME", "FIRING_FOR_S", "AlertmanagerNotifier"]
+__all__ = ["ALERTNAME", "FIRING_FOR_S", "AlertmanagerChannel", "AlertmanagerNotifier"]
 
 ALERTNAME = "HotdashIncident"
 FIRING_FOR_S = 3600.0
@@ -39,12 +47,23 @@ def _labels(page: Page, severity: Severity) -> dict[str, str]:
             "incident_id": page.incident_id}
 
 
+class AlertmanagerChannel(ChannelBase):
+    """An Alertmanager, which routes the incident's alert like any other."""
+
+    kind: Literal["alertmanager"] = Field("alertmanager",
+                                          description="Alertmanager v2 /api/v2/alerts")
+    url: SecretStr = Field(description="Alertmanager's base URL (http://alertmanager:9093); "
+                           "pages are posted to its /api/v2/alerts")
+
+    _url = field_validator("url")(check_secret_url)
+
+
 class AlertmanagerNotifier(HttpNotifier):
     """Posts alerts to an Alertmanager (``url`` is its base URL, e.g. http://am:9093)."""
 
     kind: ClassVar[str] = "alertmanager"
 
-    def __init__(self, channel: ChannelSettings) -> None:
+    def __init__(self, channel: AlertmanagerChannel) -> None:
         base = required(channel.url, channel.name, "url")
         super().__init__(channel, url=base.rstrip("/") + "/api/v2/alerts", secret_url=base)
 

@@ -1,11 +1,13 @@
-"""What every paging channel shares: the ``Page``, the ``Notifier`` protocol, ``SendResult``
-and ``HttpNotifier``, the base of every channel's notifier.
+"""What every paging channel shares: the ``Page``, the ``Notifier`` protocol, ``SendResult``,
+``ChannelBase`` (the settings every channel has) and ``HttpNotifier`` (the base of every
+channel's notifier).
 
 A ``Page`` is channel-independent: the runbook's subject, body and fields for one incident
 event, with the evidence numbers behind it. A notifier turns it into its provider's payload
 (``build_payload``: pure, golden-tested) and sends it (``send``: thin I/O). ``HttpNotifier``
 holds what the channels have in common (name, severity filter, timeout, the secrets to redact,
-the POST); a channel's module adds only its endpoint, its secrets and its payload.
+the POST); a channel's module adds only its settings model, its endpoint, its secrets and its
+payload.
 
 ``send`` never raises, except ``asyncio.CancelledError``: every failure comes back as a
 ``SendResult`` whose ``retryable`` says what the outbox does next, as alertmanager's
@@ -34,18 +36,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from urllib.parse import unquote, urlsplit
 
 import aiohttp
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 
 from hotdash_watch.clock import Clock
+from hotdash_watch.config.sections import Seconds, _Section
 from hotdash_watch.logs import scrubber
 from hotdash_watch.model.severity import Severity
 
 __all__ = [
     "NOTE_PREFIX",
+    "ChannelBase",
     "HttpNotifier",
     "Notifier",
     "Page",
@@ -53,6 +57,7 @@ __all__ = [
     "Payload",
     "Redactor",
     "SendResult",
+    "check_secret_url",
     "encode_json",
     "post_json",
     "required",
@@ -194,6 +199,32 @@ def required(value: SecretStr | None, channel: str, what: str) -> str:
     if value is None:
         raise ValueError(f"channel {channel!r} needs {what}")
     return value.get_secret_value()
+
+
+class ChannelBase(_Section):
+    """One paging channel: the keys every kind has. Each kind adds its own (its URL, keys).
+
+    Secrets (URL, routing key, HMAC key) are never logged or paged.
+    """
+
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9_-]*$",
+                      description="label of the channel in metrics and the API")
+    kind: str = Field(description="which channel this is (each kind's model narrows it)")
+    min_severity: Literal["SEV-1", "SEV-2", "SEV-3"] = Field(
+        "SEV-3", description="pages below this severity are not sent on this channel")
+    timeout_s: Seconds = Field(10.0, gt=0, description="time limit of one delivery")
+
+
+def check_secret_url(value: SecretStr | None) -> SecretStr | None:
+    """``value`` unchanged when it is an http(s) URL with a host (or None); ``ValueError`` if
+    not, without the URL in the message (a webhook URL is a credential)."""
+    if value is None:
+        return value
+    parts = urlsplit(value.get_secret_value())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host (the value is not "
+                         "shown: it is a secret)")
+    return value
 
 
 def retryable_status(status: int) -> bool:
@@ -358,7 +389,7 @@ class HttpNotifier(ABC):
 
     kind: ClassVar[str]
 
-    def __init__(self, channel: Any, *, url: str, secret_url: str | None,
+    def __init__(self, channel: ChannelBase, *, url: str, secret_url: str | None,
                  secrets: Iterable[str | None] = ()) -> None:
         self.name: str = channel.name
         self.min_severity = Severity(channel.min_severity)

@@ -9,13 +9,21 @@ fields go into ``custom_details``. PagerDuty answers 202 when it accepted the ev
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from hotdash_watch.config import ChannelSettings
+from pydantic import Field, SecretStr, field_validator
+
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
+from hotdash_watch.notify.base import (
+    ChannelBase,
+    HttpNotifier,
+    Page,
+    Payload,
+    check_secret_url,
+    required,
+)
 
-__all__ = ["DEFAULT_URL", "PagerDutyNotifier"]
+__all__ = ["DEFAULT_URL", "PagerDutyChannel", "PagerDutyNotifier"]
 
 DEFAULT_URL = "https://events.pagerduty.com/v2/enqueue"
 SUMMARY_MAX = 1024  # PagerDuty's limit on payload.summary
@@ -26,12 +34,23 @@ def _timestamp(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
 
 
+class PagerDutyChannel(ChannelBase):
+    """PagerDuty Events API v2: one alert per incident."""
+
+    kind: Literal["pagerduty"] = Field("pagerduty", description="PagerDuty Events v2")
+    routing_key: SecretStr = Field(description="the service's integration key")
+    url: SecretStr | None = Field(
+        None, description=f"the events endpoint (unset: {DEFAULT_URL})")
+
+    _url = field_validator("url")(check_secret_url)
+
+
 class PagerDutyNotifier(HttpNotifier):
     """Sends Events v2 to PagerDuty (or to ``url``, e.g. a local receiver in tests)."""
 
     kind: ClassVar[str] = "pagerduty"
 
-    def __init__(self, channel: ChannelSettings) -> None:
+    def __init__(self, channel: PagerDutyChannel) -> None:
         self._routing_key = required(channel.routing_key, channel.name, "routing_key")
         url = None if channel.url is None else channel.url.get_secret_value()
         super().__init__(channel, url=DEFAULT_URL if url is None else url, secret_url=url,

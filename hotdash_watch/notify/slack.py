@@ -6,12 +6,20 @@ field names are bold, and ``&``, ``<`` and ``>`` are escaped as Slack requires.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from hotdash_watch.config import ChannelSettings
-from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
+from pydantic import Field, SecretStr, field_validator
 
-__all__ = ["SlackNotifier", "mrkdwn_escape"]
+from hotdash_watch.notify.base import (
+    ChannelBase,
+    HttpNotifier,
+    Page,
+    Payload,
+    check_secret_url,
+    required,
+)
+
+__all__ = ["SlackChannel", "SlackNotifier", "mrkdwn_escape"]
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -37,12 +45,22 @@ def _mrkdwn_body(page: Page) -> str:
     return "\n".join(lines)
 
 
+class SlackChannel(ChannelBase):
+    """A Slack incoming webhook."""
+
+    kind: Literal["slack"] = Field("slack", description="Slack incoming webhook")
+    url: SecretStr = Field(description="the incoming-webhook URL "
+                           "(https://hooks.slack.com/services/...); it is the credential")
+
+    _url = field_validator("url")(check_secret_url)
+
+
 class SlackNotifier(HttpNotifier):
     """Posts to a Slack incoming-webhook URL (the URL itself is the credential)."""
 
     kind: ClassVar[str] = "slack"
 
-    def __init__(self, channel: ChannelSettings) -> None:
+    def __init__(self, channel: SlackChannel) -> None:
         url = required(channel.url, channel.name, "url")
         super().__init__(channel, url=url, secret_url=url)
 

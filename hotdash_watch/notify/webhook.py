@@ -17,12 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import ClassVar
+from typing import ClassVar, Literal
 
-from hotdash_watch.config import ChannelSettings
-from hotdash_watch.notify.base import HttpNotifier, Page, Payload, required
+from pydantic import Field, SecretStr, field_validator
 
-__all__ = ["DEDUP_HEADER", "SIGNATURE_HEADER", "WebhookNotifier", "sign"]
+from hotdash_watch.notify.base import (
+    ChannelBase,
+    HttpNotifier,
+    Page,
+    Payload,
+    check_secret_url,
+    required,
+)
+
+__all__ = ["DEDUP_HEADER", "SIGNATURE_HEADER", "WebhookChannel", "WebhookNotifier", "sign"]
 
 SIGNATURE_HEADER = "X-Hotdash-Signature"
 DEDUP_HEADER = "X-Hotdash-Dedup-Key"
@@ -33,12 +41,23 @@ def sign(secret: bytes, body: bytes) -> str:
     return "sha256=" + hmac.new(secret, body, hashlib.sha256).hexdigest()
 
 
+class WebhookChannel(ChannelBase):
+    """A generic JSON webhook: the page as JSON, signed when ``hmac_secret`` is set."""
+
+    kind: Literal["webhook"] = Field("webhook", description="generic JSON webhook")
+    url: SecretStr = Field(description="where the page is posted (it may carry a token)")
+    hmac_secret: SecretStr | None = Field(
+        None, description="sign bodies with HMAC-SHA256 (X-Hotdash-Signature)")
+
+    _url = field_validator("url")(check_secret_url)
+
+
 class WebhookNotifier(HttpNotifier):
     """Posts the page as JSON to a URL of the operator's choosing."""
 
     kind: ClassVar[str] = "webhook"
 
-    def __init__(self, channel: ChannelSettings) -> None:
+    def __init__(self, channel: WebhookChannel) -> None:
         url = required(channel.url, channel.name, "url")
         key = None if channel.hmac_secret is None else channel.hmac_secret.get_secret_value()
         self._key = None if key is None else key.encode()

@@ -16,12 +16,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import ManualClock
-from hotdash_watch.config import ChannelSettings, Settings
+from hotdash_watch.config import Settings
 from hotdash_watch.model.findings import Finding, Reason
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify import build_notifier
-from hotdash_watch.notify.base import Notifier
+from hotdash_watch.notify.base import ChannelBase, Notifier
+from hotdash_watch.notify.channels import parse_channel
 from hotdash_watch.notify.outbox import Outbox
 from hotdash_watch.records.store import Store
 from tests.contract.conftest import store  # noqa: F401 - the store contract's fixture
@@ -86,7 +87,7 @@ def settings(**notify: Any) -> Settings:
 
 
 def channel_for(kind: str, base: str, *, name: str | None = None, **extra: Any
-                ) -> ChannelSettings:
+                ) -> ChannelBase:
     """A channel of ``kind`` pointed at ``base`` (the receiver), carrying secrets."""
     data: dict[str, Any] = {"name": name or kind, "kind": kind, **extra}
     host = base.removeprefix("http://")
@@ -100,7 +101,7 @@ def channel_for(kind: str, base: str, *, name: str | None = None, **extra: Any
         data.setdefault("routing_key", ROUTING_KEY)
     elif kind == "alertmanager":
         data.setdefault("url", f"http://hotdash:{TOKEN}@{host}")
-    return ChannelSettings(**data)
+    return parse_channel(data)
 
 
 @pytest.fixture
@@ -138,10 +139,10 @@ def make_outbox(sqlite_store: Store, session: aiohttp.ClientSession, clock: Manu
     """Build an outbox of webhook channels named ``channels`` (each at ``/<name>``) on the
     SQLite store (or ``on``), with notify settings ``notify``."""
 
-    async def make(*channels: str | ChannelSettings, on: Store | None = None,
+    async def make(*channels: str | ChannelBase, on: Store | None = None,
                    registry: CollectorRegistry | None = None, **notify: Any) -> Outbox:
-        chans = [c if isinstance(c, ChannelSettings) else ChannelSettings(
-            name=c, kind="webhook", url=receiver.url(f"/{c}"), timeout_s=2.0)
+        chans = [c if isinstance(c, ChannelBase) else parse_channel(
+            {"name": c, "kind": "webhook", "url": receiver.url(f"/{c}"), "timeout_s": 2.0})
             for c in (channels or ("hook",))]
         notify.setdefault("retry_initial_s", 5.0)
         notify.setdefault("retry_max_s", 60.0)

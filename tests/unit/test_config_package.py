@@ -56,3 +56,22 @@ def test_imports_without_a_cycle(module: str):
     """Each module imports first in a fresh interpreter: no import cycle between config and
     notify, whichever is imported first."""
     _fresh(f"import {module}; from hotdash_watch.config import Settings; Settings()")
+
+
+def test_channel_settings_builds_the_kind_model():
+    """``ChannelSettings(name=..., kind=..., ...)`` builds the model of that kind, and refuses
+    what that kind's model refuses."""
+    from pydantic import ValidationError
+
+    from hotdash_watch.notify.base import ChannelBase
+    from hotdash_watch.notify.webhook import WebhookChannel
+
+    c = config.ChannelSettings(name="pager", kind="webhook", url="http://127.0.0.1:9/p",
+                               min_severity="SEV-1")
+    assert type(c) is WebhookChannel and isinstance(c, ChannelBase)
+    assert (c.name, c.min_severity, c.url.get_secret_value()) == (
+        "pager", "SEV-1", "http://127.0.0.1:9/p")
+    with pytest.raises(ValidationError):
+        config.ChannelSettings(name="pager", kind="webhook")
+    with pytest.raises(ValidationError):
+        config.ChannelSettings(name="pager", kind="slack", url="http://h/x", routing_key="k")

@@ -11,6 +11,7 @@ import pytest
 from pydantic import BaseModel, Field
 
 from hotdash_watch.config import Settings, load_settings
+from hotdash_watch.notify.channels import CHANNEL_MODELS
 from hotdash_watch.settings_doc import (
     BEGIN,
     END,
@@ -84,6 +85,25 @@ class TestTables:
         for title in ("[server]", "[thresholds]", "[fly]", "[notify]", "[mitigation]",
                       "[[apps]]", "[[notify.channels]]"):
             assert title in titles
+        kinds = [f'[[notify.channels]] with kind = "{k}"' for k in CHANNEL_MODELS]
+        start = titles.index("[[notify.channels]]")
+        assert titles[start + 1:start + 1 + len(kinds)] == kinds
+
+    @pytest.mark.parametrize("kind", sorted(CHANNEL_MODELS))
+    def test_each_channel_kind_documents_its_keys(self, kind: str):
+        """The channels' table has the keys every kind has, ``kind`` among them with each
+        kind's meaning; each kind's table has exactly that kind's other keys."""
+        shared = table("[[notify.channels]]")
+        shared_keys = [r.key.removeprefix("notify.channels[].") for r in shared.rows]
+        assert shared_keys == ["name", "kind", "min_severity", "timeout_s"]
+        [kind_row] = [r for r in shared.rows if r.key == "notify.channels[].kind"]
+        assert f"`{kind}`" in kind_row.type and f"`{kind}`: " in kind_row.meaning
+        assert kind_row.default == "required"
+        own = table(f'[[notify.channels]] with kind = "{kind}"')
+        model = CHANNEL_MODELS[kind]
+        assert [r.key.removeprefix("notify.channels[].") for r in own.rows] == [
+            n for n in model.model_fields if n not in shared_keys]
+        assert own.doc and all(r.meaning for r in own.rows)
 
     def test_discriminated_union_of_any_models(self):
         """Any list of a union told apart by a key renders the shared keys, then each
@@ -127,9 +147,16 @@ class TestTables:
         """A SecretStr setting is typed "secret" and never shows a value."""
         r = rows()
         for key in ("server.api_token", "server.hooks_token", "server.metrics_token",
-                    "fly.api_token", "notify.channels[].url", "notify.channels[].routing_key"):
+                    "fly.api_token"):
             assert r[key].type == "secret", key
             assert r[key].default == "unset", key
+        secrets = {"url", "routing_key", "hmac_secret"}
+        channel_secrets = [r for t in tables() if t.title.startswith("[[notify.channels]] ")
+                           for r in t.rows if r.key.removeprefix("notify.channels[].") in secrets]
+        assert len(channel_secrets) == 6
+        for row in channel_secrets:
+            assert row.type == "secret", row.key
+            assert row.default in ("unset", "required"), row.key
 
     def test_rows_carry_type_default_and_meaning(self):
         """A row shows the type with its limits, the default as TOML, and the description."""
