@@ -1,10 +1,17 @@
 """A faithful Fly.io simulator: the Machines API, GraphQL releases, logs, edge metrics and each
 app's public URL behind a proxy, served by a real aiohttp server and driven by a ``Clock``.
 
-The daemon runs against it unmodified; only base URLs and the token differ. ``scenario.py``
-reads scenario files (apps and a fault timeline), ``world.py`` is the simulated state and the
-faults' consequences, ``app.py`` the HTTP server (``SimServer``). ``python -m hotdash_watch.sim
-SCENARIO.toml`` runs it alone.
+The daemon runs against it unmodified; only base URLs and the token differ. ``python -m
+hotdash_watch.sim SCENARIO.toml`` runs it alone. Its parts, each in its own module:
+
+* ``scenario.py`` reads scenario files into the values of ``spec.py`` (apps and a fault timeline).
+* ``world.py`` is the simulated state: the registry of apps and machines (records in
+  ``model.py``), the queue of scheduled changes and the stepping, composing ``flyd.py`` (machine
+  lifecycles and health checks), ``proxy.py`` (routing, answers, edge counters, traffic,
+  autostop), ``machines_api.py`` (the Machines API's verbs), ``logs.py``, ``metrics.py`` and
+  ``faults/`` (one class per fault kind in a registry, and the engine that fires them).
+* ``app.py`` is the HTTP server (``SimServer``), serving the routes of ``routes/``;
+  ``graphql.py`` executes GraphQL queries.
 
 Choices made where Fly's documentation leaves the behaviour open (or says nothing):
 

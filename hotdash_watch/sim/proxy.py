@@ -11,7 +11,7 @@ and autostart/autostop.
   through the same code as proxied requests; both count in the edge metrics.
 
 What the active faults do to a request, the proxy asks of them (``ProxyEffects``): a request
-passes the ``Stage`` s in order and a fault answering at a later one overrides an earlier answer.
+passes each ``Stage`` in order, and an answer at a later stage overrides an earlier one.
 """
 
 from __future__ import annotations

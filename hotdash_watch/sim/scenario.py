@@ -18,25 +18,10 @@ A scenario is a TOML file (see ``config/scenarios/``)::
     app = "hotdash-llamaindex-mcp"
     machines = "all"                 # "all", a count (the first N), or machine names or ids
 
-Fault kinds and their fields (``config/scenarios/README.md`` describes every key, its limits and
-what each fault does to the world); ``app`` may be left out when the scenario has one app, and
-for the kinds marked below:
-
-======================  ===========================================  ========================
-kind                    fields (required **bold**)                   app
-======================  ===========================================  ========================
-crash                   machines, until_s                            required
-oom                     machines, **need_mb**                        required
-errors                  machines, **rate**, until_s                  required
-latency                 machines, **p95_ms**, until_s                required
-bad_release             **rate**                                     required
-dependency_down         until_s                                      required
-autostop_broken         until_s                                      required
-fly_api_down            until_s                                      none (platform-wide)
-watcher_partition       until_s                                      optional (default: all)
-flap                    machines, **period_s**, until_s              required
-recover                 machines                                     optional (default: all)
-======================  ===========================================  ========================
+The fault kinds, the keys each takes (and the one it requires) and whether it names an app come
+from the kinds' own classes in ``hotdash_watch/sim/faults/``; ``config/scenarios/README.md``
+describes every key, its limits and what each fault does to the world. ``app`` may be left out
+when the scenario has one app.
 
 ``load_scenario`` and ``parse_scenario`` never raise anything but ``ScenarioError``, whose
 ``problems`` name each bad field by its path (``faults[1].kind``) with what is allowed. The
