@@ -327,7 +327,7 @@ class World:
         return self._healthy(self.app(app))
 
     def _healthy(self, app: SimApp) -> bool:
-        if self.effects.degrade(app.name):
+        if self.effects.degrades(app.name):
             return False
         started = 0
         for m in app.machines:

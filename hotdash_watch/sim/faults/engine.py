@@ -32,7 +32,7 @@ class FaultEffects:
     def any_active(self) -> bool:
         return any(True for _ in self._active())
 
-    def degrade(self, app: str) -> bool:
+    def degrades(self, app: str) -> bool:
         """Whether an active fault keeps ``app`` from being healthy."""
         return any(af.degrades and af.fault.app == app for af in self._active())
 
