@@ -10,7 +10,7 @@
     decide (pure): snapshot -> classify -> debounce -> incident transition
                     │
                     v
-    apply, in order: persist -> act (mitigation) -> page and journal -> metrics and logs
+    apply, in order: persist -> page and journal -> act (mitigation) -> metrics and logs
 
 ``build()`` wires the probes; the daemon adds the store, the responder and the mitigation
 stage, which live downstream and are named here by protocols (``ports.py``). Timeline writes

@@ -5,10 +5,14 @@ then carries the decision out, always in this order:
 
 1. persist: the incident's transition (a refused write stops here: nothing is acted on or
    paged that the store does not hold) and the sample for the report's chart;
-2. act: the mitigation stage plans, guards and starts at most one action;
-3. page and journal: the responder pages the transitions, writes the journal, starts the
+2. page and journal: the responder pages the transitions, writes the journal, starts the
    diagnostics capture or the report, and pages the watcher-side notice;
+3. act: the mitigation stage plans, guards and starts at most one action; its records are
+   persisted, then paged, as it makes them;
 4. metrics and logs.
+
+Paging the transition before acting keeps the order a person reads: "opened" comes before the
+first "started" or "vetoed" of the same instant.
 """
 
 from __future__ import annotations
@@ -165,15 +169,15 @@ class Pipeline:
             decision = await self._decide(state, now)
             persisted = await self._persist(state, decision)
         assessment = decision.assessment
-        if self.mitigator is not None:  # 2. act
-            await self.mitigator.observe(state, assessment, now)
-            await self.mitigator.consider(state, assessment, now)
-        if self.responder is not None:  # 3. page and journal
+        if self.responder is not None:  # 2. page and journal
             await self.responder.watcher(state.name, assessment.watcher_side,
                                          assessment.evidence.get("watcher_side") or (), now)
             if persisted is not None and decision.step.changed:
                 with structlog.contextvars.bound_contextvars(incident_id=persisted.id):
                     await self.responder.on_step(persisted, decision.step.entries)
+        if self.mitigator is not None:  # 3. act
+            await self.mitigator.observe(state, assessment, now)
+            await self.mitigator.consider(state, assessment, now)
         report_assessment(state, assessment, self.metrics, self.settings)  # 4. metrics, logs
         if persisted is None and decision.step.changed:
             return None  # not written: nothing changed as far as anyone can tell
