@@ -29,23 +29,35 @@ Backoff is exponential from ``initial_s`` to ``max_s`` with +-20 % jitter (a rec
 Retry-After is honoured up to ``max_s``). The jitter is an argument, drawn by the caller, so
 the same inputs always give the same transition. The decision reads no clock and does no I/O;
 the delivery loop (``outbox.py``) carries it out and the store records it.
+
+``Health`` is what the loop knows of its channels: a channel is broken from its first failed
+attempt until its next success (a ``Breakage``), and a broken channel's fallback is the next
+configured channel after it (config order, wrapping) that is not broken itself, whatever its
+``min_severity``: that setting says which pages a channel gets while all is well, and a page
+that cannot go where it should goes where someone will see it. ``paging_note`` is what the
+next page that gets through says about breakages no page has told of yet.
 """
 
 from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from hotdash_watch.model.page import OutboxRow, PageState
-from hotdash_watch.notify.templates import format_duration
+from hotdash_watch.notify.templates import format_duration, iso
 
 __all__ = [
     "JITTER",
     "Answer",
     "Attempt",
+    "Breakage",
     "Channel",
+    "ChannelHealth",
+    "Health",
     "Reason",
     "Rules",
     "Transition",
@@ -53,10 +65,13 @@ __all__ = [
     "backoff_s",
     "decide",
     "failed_over",
+    "paging_note",
 ]
 
 JITTER = (0.8, 1.2)
 """The range the backoff's jitter factor is drawn from."""
+
+_NOTE_DETAIL_MAX = 80
 
 
 class Answer(StrEnum):
@@ -217,3 +232,182 @@ def _handed_over(row: OutboxRow, reason: Reason, why: str, to: str, *,
     return Transition(reason, state, row.attempts if attempts is None else attempts,
                       row.next_attempt_at, detail=why, error=f"{why}; handed over to {to}",
                       hand_to=to)
+
+
+# -- channel health ----------------------------------------------------------------------------
+
+
+@dataclass
+class Breakage:
+    """A channel failing from ``since`` to ``until`` (None: still failing); ``reported``: a
+    delivered page has told of it."""
+
+    channel: str
+    since: float
+    detail: str
+    until: float | None = None
+    reported: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {"channel": self.channel, "since": self.since, "detail": self.detail,
+                "until": self.until, "reported": self.reported}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Breakage:
+        return cls(channel=str(data["channel"]), since=float(data["since"]),
+                   detail=str(data.get("detail") or ""), until=data.get("until"),
+                   reported=bool(data.get("reported")))
+
+
+@dataclass
+class ChannelHealth:
+    """One channel's state: the breakage in progress (if any) and when it may be tried."""
+
+    breakage: Breakage | None = None
+    retry_at: float = 0.0
+
+    def failing_for(self, now: float) -> float:
+        return 0.0 if self.breakage is None else max(0.0, now - self.breakage.since)
+
+
+class Health:
+    """The health of every configured channel (in config order) and the ended breakages no
+    page has told of yet. Bookkeeping only: the delivery loop logs and saves what changes."""
+
+    def __init__(self, channels: Sequence[str]) -> None:
+        self.channels = {name: ChannelHealth() for name in channels}
+        self.ended_untold: list[Breakage] = []
+
+    def __getitem__(self, channel: str) -> ChannelHealth:
+        return self.channels[channel]
+
+    def failed_over(self, channel: str, now: float, failover_after_s: float) -> bool:
+        """Whether ``channel`` has been failing for ``failover_after_s`` at ``now``."""
+        h = self.channels.get(channel)
+        b = None if h is None else h.breakage
+        return failed_over(None if b is None else b.since, now, failover_after_s)
+
+    def fallback(self, channel: str) -> str | None:
+        """The next configured channel after ``channel`` (config order, wrapping) that is
+        not broken; the first such channel for one that is not configured."""
+        names = list(self.channels)
+        start = names.index(channel) + 1 if channel in names else 0
+        for i in range(len(names)):
+            name = names[(start + i) % len(names)]
+            if name != channel and self.channels[name].breakage is None:
+                return name
+        return None
+
+    def handed_to(self, now: float, failover_after_s: float) -> dict[str, str]:
+        """Where each failed-over channel's pages go now."""
+        out = {}
+        for name in self.channels:
+            if self.failed_over(name, now, failover_after_s):
+                target = self.fallback(name)
+                if target is not None:
+                    out[name] = target
+        return out
+
+    def facts(self, channel: str) -> Channel:
+        """What ``decide`` needs to know of ``channel``."""
+        h = self.channels.get(channel)
+        b = None if h is None else h.breakage
+        return Channel(configured=h is not None,
+                       failing_since=None if b is None else b.since,
+                       failing_detail="" if b is None else b.detail,
+                       fallback=self.fallback(channel))
+
+    def status(self, channel: str, now: float, failover_after_s: float) -> dict[str, Any]:
+        """Whether ``channel`` works, since when it is broken and whether it failed over."""
+        h = self.channels[channel]
+        b = h.breakage
+        return {"ok": b is None, "broken_since": None if b is None else iso(b.since),
+                "broken_for_s": round(h.failing_for(now), 3),
+                "failed_over": self.failed_over(channel, now, failover_after_s),
+                "last_error": None if b is None else b.detail}
+
+    def failovers_in(self, now: float, failover_after_s: float) -> list[float]:
+        """Seconds from ``now`` until each failing channel that has not failed over yet will."""
+        untils = [h.breakage.since + failover_after_s - now for h in self.channels.values()
+                  if h.breakage is not None]
+        return [u for u in untils if u > 0]
+
+    def untold(self) -> list[Breakage]:
+        """Breakages no delivered page has told of yet, ended ones first."""
+        live = [h.breakage for h in self.channels.values()
+                if h.breakage is not None and not h.breakage.reported]
+        return [*self.ended_untold, *live]
+
+    def failed(self, channel: str, at: float, detail: str) -> bool:
+        """Record a failed attempt on ``channel``; True when a breakage begins with it."""
+        h = self.channels[channel]
+        if h.breakage is None:
+            h.breakage = Breakage(channel=channel, since=at, detail=detail)
+            return True
+        h.breakage.detail = detail
+        return False
+
+    def succeeded(self, channel: str, at: float, told: Sequence[Breakage]
+                  ) -> tuple[Breakage | None, bool]:
+        """Record a delivery on ``channel`` at ``at`` by a page that told of ``told``: the
+        breakage it ends (if any), and whether anything changed."""
+        changed = False
+        for b in told:
+            b.reported = True
+            changed = True
+        h = self.channels[channel]
+        ended = h.breakage
+        if ended is not None:
+            ended.until = at
+            h.breakage = None
+            h.retry_at = 0.0
+            if not ended.reported:
+                self.ended_untold.append(ended)
+            changed = True
+        self.ended_untold = [b for b in self.ended_untold if not b.reported]
+        return ended, changed
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "channels": {name: h.breakage.as_json() for name, h in self.channels.items()
+                         if h.breakage is not None},
+            "untold": [b.as_json() for b in self.ended_untold],
+        }
+
+    def restore(self, saved: Any) -> None:
+        """Take up the breakages of ``as_json``'s value (of configured channels only)."""
+        if not isinstance(saved, dict):
+            return
+        for name, data in (saved.get("channels") or {}).items():
+            if name in self.channels:
+                self.channels[name].breakage = Breakage.from_json(data)
+        self.ended_untold = [Breakage.from_json(d) for d in saved.get("untold") or ()]
+
+
+def _short(detail: str) -> str:
+    return detail if len(detail) <= _NOTE_DETAIL_MAX else detail[: _NOTE_DETAIL_MAX - 3] + "..."
+
+
+def paging_note(breakages: Sequence[Breakage], now: float, *, sending_on: str,
+                delayed_s: float, handed_to: Mapping[str, str] | None = None) -> str | None:
+    """The NOTE for a page that gets through after paging was broken (pure).
+
+    A breakage of ``sending_on`` ends with this page; others still open say "still failing".
+    ``handed_to`` names where a failed-over channel's pages go.
+    """
+    if not breakages:
+        return None
+    parts = []
+    for b in breakages:
+        end = b.until if b.until is not None else now
+        still = b.until is None and b.channel != sending_on
+        where = (handed_to or {}).get(b.channel)
+        extra = ", still failing" if still else ""
+        if still and where:
+            extra += f", its pages go to {where}"
+        parts.append(f"for {format_duration(end - b.since)} (channel {b.channel} failing since "
+                     f"{iso(b.since)}: {_short(b.detail)}{extra})")
+    note = "paging was broken " + " and ".join(parts)
+    if delayed_s >= 1.0:
+        note += f"; this page was delayed by {format_duration(delayed_s)}"
+    return note

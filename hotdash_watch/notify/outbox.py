@@ -8,13 +8,10 @@ failed, handed over: the state machine is there) and has the store record it. A 
 row (held back by a silence: stored, visible, counted) is never sent, also not after the
 silence ends; status updates and later pages then go out as usual.
 
-Failover goes to the next configured channel after the failing one (config order, wrapping)
-that is not failing itself, whatever its ``min_severity``: that setting says which pages a
-channel gets while all is well, and a page that cannot go where it should goes where someone
-will see it. A channel that already has the page (the fan-out gave it one) gets no second
-copy. With no working channel left, pages stay pending on their own channel: never dropped.
-A failed-over channel is tried again (with its oldest page) each time its retry time comes;
-its first success ends the breakage.
+A channel failing for ``notify.failover_after_s`` hands its pending pages to the next working
+channel; one that already has the page gets no second copy. With no working channel left,
+pages stay pending on their own channel. A failed-over channel is tried again (with its oldest
+page) each time its retry time comes; its first success ends the breakage.
 
 The loop runs a pass when a page is queued (``wake``), when a row or a failover is due, and
 otherwise every ``poll_s`` while anything is pending or a channel is failing. With nothing
@@ -22,9 +19,8 @@ pending and every channel well it only looks every ``idle_poll_s`` (a safety net
 this process queues wakes it at once), so an idle watcher does not query its store every few
 seconds.
 
-Retries back off exponentially from ``notify.retry_initial_s`` to ``notify.retry_max_s`` in
-clock seconds, with jitter drawn from the outbox's ``rng``. A channel's rows go out in order: a
-row waits while an older row of its channel waits for its retry.
+Retries back off in clock seconds, with jitter drawn from the outbox's ``rng``. A channel's
+rows go out in order: a row waits while an older row of its channel waits for its retry.
 
 "Exactly once per (page key, channel)" holds as far as the receiver allows: the store refuses
 a second row for a (key, channel), a row is marked sent only after a 2xx and is never sent
@@ -32,29 +28,26 @@ again. A send whose answer is lost (timeout, crash before the row is marked) is 
 receivers drop repeats by the dedup key (``X-Hotdash-Dedup-Key``, PagerDuty's ``dedup_key``,
 Alertmanager's labels).
 
-When a channel fails, paging is broken on it from its first failed attempt until its next
-success: ``paging_status()`` (for /healthz) and the metrics say so, and the next page that gets
-through on any channel carries a note saying which channel was broken, for how long, and by how
-much that page was delayed. Channel health is kept in the store (``kv``), so a restart neither
-forgets a breakage nor restarts its failover timer.
+While a channel is broken ``paging_status()`` (for /healthz) and the metrics say so, and the
+next page that gets through on any channel says which channel was broken, for how long, and by
+how much that page was delayed. Channel health is kept in the store (``kv``), so a restart
+neither forgets a breakage nor restarts its failover timer.
 
-The outbox reaches its storage through ``PageStore``, the few calls it makes (the daemon passes
-``records.store.Store``); every one of them may raise ``StoreError``.
+The outbox reaches its storage through ``PageStore``, the calls it makes (the daemon passes
+``records.store.Store``); any of them may raise ``StoreError``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any, Protocol
 
 import aiohttp
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
@@ -65,15 +58,17 @@ from hotdash_watch.notify.delivery import (
     JITTER,
     Answer,
     Attempt,
-    Channel,
+    Breakage,
+    Health,
     Reason,
     Rules,
     Transition,
     backoff_delay,
     decide,
-    failed_over,
+    paging_note,
 )
-from hotdash_watch.notify.templates import format_duration, iso
+from hotdash_watch.notify.outbox_metrics import NotifyMetrics, Outcome
+from hotdash_watch.notify.templates import iso
 from hotdash_watch.pipeline.ports import StoreError  # the error the store raises
 
 __all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "PageStore", "backoff_delay",
@@ -82,8 +77,6 @@ __all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "PageStore", "backo
 HEALTH_KEY = "notify.paging"
 """The ``kv`` key under which channel health survives a restart."""
 
-_DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-_NOTE_DETAIL_MAX = 80
 
 
 def _log() -> Any:
@@ -119,137 +112,15 @@ class PageStore(Protocol):
     async def put_state(self, key: str, value: Any, at: float) -> None: ...
 
 
-class Outcome(StrEnum):
-    """What happened to a page on a channel; the ``outcome`` label of pages_total."""
-
-    SENT = "sent"
-    RETRY = "retry"
-    FAILED = "failed"
-    SILENCED = "silenced"
-    HANDED_OVER = "handed_over"
-
-
-class NotifyMetrics:
-    """The outbox's collectors on a registry passed in; label sets made per channel at start."""
-
-    _by_registry: weakref.WeakKeyDictionary[CollectorRegistry, NotifyMetrics] = (
-        weakref.WeakKeyDictionary())
-
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.registry = registry
-        self.pages = Counter(
-            "hotdash_watch_pages_total",
-            "Page deliveries by channel and outcome (sent, retry, failed, silenced, "
-            "handed_over).",
-            ["channel", "outcome"], registry=registry,
-        )
-        self.depth = Gauge(
-            "hotdash_watch_outbox_depth", "Pages waiting in the outbox (all channels).",
-            registry=registry,
-        )
-        self.oldest_age = Gauge(
-            "hotdash_watch_outbox_oldest_age_seconds",
-            "Age of the oldest page waiting in the outbox (0 when empty).", registry=registry,
-        )
-        self.broken = Gauge(
-            "hotdash_watch_paging_broken_seconds",
-            "How long the channel has been failing (0 while it works).",
-            ["channel"], registry=registry,
-        )
-        self.delivery = Histogram(
-            "hotdash_watch_page_delivery_seconds",
-            "Time from a page being queued to the channel accepting it.",
-            ["channel"], buckets=_DELIVERY_BUCKETS, registry=registry,
-        )
-
-    @classmethod
-    def for_registry(cls, registry: CollectorRegistry) -> NotifyMetrics:
-        """The collectors of ``registry``, made on first use (one set per registry)."""
-        found = cls._by_registry.get(registry)
-        if found is None:
-            found = cls._by_registry[registry] = cls(registry)
-        return found
-
-    def init_channels(self, channels: Sequence[str]) -> None:
-        """Create each channel's label sets so every series exists at zero."""
-        for name in channels:
-            for outcome in Outcome:
-                self.pages.labels(name, outcome.value)
-            self.broken.labels(name).set(0)
-            self.delivery.labels(name)
-
-
-@dataclass
-class Breakage:
-    """A channel failing from ``since`` to ``until`` (None: still failing)."""
-
-    channel: str
-    since: float
-    detail: str
-    until: float | None = None
-    reported: bool = False
-
-    def as_json(self) -> dict[str, Any]:
-        return {"channel": self.channel, "since": self.since, "detail": self.detail,
-                "until": self.until, "reported": self.reported}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Breakage:
-        return cls(channel=str(data["channel"]), since=float(data["since"]),
-                   detail=str(data.get("detail") or ""), until=data.get("until"),
-                   reported=bool(data.get("reported")))
-
-
-@dataclass
-class _Health:
-    """One channel's state: the breakage in progress (if any) and when it may be tried."""
-
-    breakage: Breakage | None = None
-    retry_at: float = 0.0
-
-    def failing_for(self, now: float) -> float:
-        return 0.0 if self.breakage is None else max(0.0, now - self.breakage.since)
-
-
-def _short(detail: str) -> str:
-    return detail if len(detail) <= _NOTE_DETAIL_MAX else detail[: _NOTE_DETAIL_MAX - 3] + "..."
-
-
-def paging_note(breakages: Sequence[Breakage], now: float, *, sending_on: str,
-                delayed_s: float, handed_to: Mapping[str, str] | None = None) -> str | None:
-    """The NOTE for a page that gets through after paging was broken (pure).
-
-    A breakage of ``sending_on`` ends with this page; others still open say "still failing".
-    ``handed_to`` names where a failed-over channel's pages go.
-    """
-    if not breakages:
-        return None
-    parts = []
-    for b in breakages:
-        end = b.until if b.until is not None else now
-        still = b.until is None and b.channel != sending_on
-        where = (handed_to or {}).get(b.channel)
-        extra = ", still failing" if still else ""
-        if still and where:
-            extra += f", its pages go to {where}"
-        parts.append(f"for {format_duration(end - b.since)} (channel {b.channel} failing since "
-                     f"{iso(b.since)}: {_short(b.detail)}{extra})")
-    note = "paging was broken " + " and ".join(parts)
-    if delayed_s >= 1.0:
-        note += f"; this page was delayed by {format_duration(delayed_s)}"
-    return note
-
-
 def _admits(notifier: Notifier, severity: Severity) -> bool:
     return severity.rank >= Severity(notifier.min_severity).rank
 
 
 @dataclass
 class _PassResult:
-    """What one pass did: rows it changed (0: the loop must not spin) and pages sent."""
+    """What one pass did: how many rows it changed (0: the loop must not spin)."""
 
     progress: int = 0
-    sent: int = 0
 
 
 class Outbox:
@@ -292,8 +163,7 @@ class Outbox:
             registry = CollectorRegistry(auto_describe=True)
         self.metrics = NotifyMetrics.for_registry(registry)
         self.metrics.init_channels(names)
-        self._health = {name: _Health() for name in names}
-        self._reported_later: list[Breakage] = []  # ended, not yet told in a page
+        self._health = Health(names)
         self._loaded = False
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -378,18 +248,10 @@ class Outbox:
     def paging_status(self) -> dict[str, Any]:
         """Whether paging works, per channel, for /healthz and the API."""
         now = self._clock.timestamp()
-        channels: dict[str, Any] = {}
-        for n in self._notifiers:
-            h = self._health[n.name]
-            b = h.breakage
-            channels[n.name] = {
-                "kind": n.kind,
-                "ok": b is None,
-                "broken_since": None if b is None else iso(b.since),
-                "broken_for_s": round(h.failing_for(now), 3),
-                "failed_over": self._failed_over(h, now),
-                "last_error": None if b is None else b.detail,
-            }
+        failover_after_s = self._settings.notify.failover_after_s
+        channels = {n.name: {"kind": n.kind,
+                             **self._health.status(n.name, now, failover_after_s)}
+                    for n in self._notifiers}
         return {
             "ok": all(c["ok"] for c in channels.values()),
             "channels": channels,
@@ -415,8 +277,7 @@ class Outbox:
             async with asyncio.TaskGroup() as tg:
                 for n in self._notifiers:
                     due = by_channel.get(n.name, [])
-                    h = self._health[n.name]
-                    if due or self._failed_over(h, now):
+                    if due or self._failed_over(n.name, now):
                         tg.create_task(self._guarded(self._channel(n, due, now, result),
                                                      n.name))
             await self._refresh_stats()
@@ -434,7 +295,7 @@ class Outbox:
     async def _channel(self, n: Notifier, due: list[OutboxRow], now: float,
                        result: _PassResult) -> None:
         h = self._health[n.name]
-        if self._failed_over(h, now):
+        if self._failed_over(n.name, now):
             if not due or h.retry_at > now:
                 await self._hand_over_channel(n.name, now, result)
                 return
@@ -449,7 +310,7 @@ class Outbox:
             outcome = await self._attempt(n, row, result)
             if outcome is Outcome.RETRY:
                 t = self._clock.timestamp()
-                if self._failed_over(h, t):
+                if self._failed_over(n.name, t):
                     await self._hand_over_channel(n.name, t, result)
                 return  # the rest wait behind this row: order per channel
 
@@ -462,9 +323,10 @@ class Outbox:
             _log().error("page_unreadable", channel=n.name, key=row.key, error=type(e).__name__)
             return Outcome.FAILED
         start = self._clock.timestamp()
-        told = self._untold()
+        told = self._health.untold()
+        handed_to = self._health.handed_to(start, self._settings.notify.failover_after_s)
         note = paging_note(told, start, sending_on=n.name,
-                           delayed_s=start - row.created_at, handed_to=self._handed_to(start))
+                           delayed_s=start - row.created_at, handed_to=handed_to)
         if note is not None:
             page = page.with_note(note)
         res: SendResult = await n.send(page, self._session, self._clock)
@@ -476,7 +338,6 @@ class Outbox:
             await self._settle(row, Attempt(Answer.DELIVERED), t, result)
             self.metrics.pages.labels(n.name, Outcome.SENT.value).inc()
             self.metrics.delivery.labels(n.name).observe(max(0.0, t - row.created_at))
-            result.sent += 1
             log.info("page_sent", status=res.status, delay_s=round(t - row.created_at, 3),
                      noted=note is not None)
             await self._succeeded(n.name, t, told if note is not None else [])
@@ -501,7 +362,7 @@ class Outbox:
         at ``now``, have the store record it, and say so; returns the transition."""
         retrying = attempt is not None and attempt.answer is Answer.RETRYABLE
         jitter = self._rng.uniform(*JITTER) if retrying else 1.0
-        step = decide(row, attempt, self._channel_facts(row.channel), now, self._rules(),
+        step = decide(row, attempt, self._health.facts(row.channel), now, self._rules(),
                       jitter=jitter)
         if not step.reason.writes:
             return step
@@ -535,43 +396,8 @@ class Outbox:
         return Rules(initial_s=notify.retry_initial_s, max_s=notify.retry_max_s,
                      failover_after_s=notify.failover_after_s)
 
-    def _failed_over(self, h: _Health, now: float) -> bool:
-        since = None if h.breakage is None else h.breakage.since
-        return failed_over(since, now, self._settings.notify.failover_after_s)
-
-    def _channel_facts(self, channel: str) -> Channel:
-        """What ``decide`` needs to know of ``channel`` now."""
-        target = self._target(channel)
-        h = self._health.get(channel)
-        b = None if h is None else h.breakage
-        return Channel(configured=channel in self._by_name,
-                       failing_since=None if b is None else b.since,
-                       failing_detail="" if b is None else b.detail,
-                       fallback=None if target is None else target.name)
-
-    def _target(self, channel: str) -> Notifier | None:
-        """The next configured channel after ``channel`` (config order, wrapping) that works.
-
-        ``min_severity`` is not asked: it says which pages a channel gets when all is well,
-        and a page that cannot go where it should goes where someone will see it.
-        """
-        names = [n.name for n in self._notifiers]
-        start = names.index(channel) + 1 if channel in names else 0
-        for i in range(len(names)):
-            n = self._notifiers[(start + i) % len(names)]
-            if n.name != channel and self._health[n.name].breakage is None:
-                return n
-        return None
-
-    def _handed_to(self, now: float) -> dict[str, str]:
-        out = {}
-        for n in self._notifiers:
-            h = self._health[n.name]
-            if self._failed_over(h, now):
-                target = self._target(n.name)
-                if target is not None:
-                    out[n.name] = target.name
-        return out
+    def _failed_over(self, channel: str, now: float) -> bool:
+        return self._health.failed_over(channel, now, self._settings.notify.failover_after_s)
 
     async def _hand_over_channel(self, channel: str, now: float, result: _PassResult) -> None:
         """Give each pending page of the failed-over ``channel`` to the next working one."""
@@ -580,49 +406,22 @@ class Outbox:
 
     # -- channel health ------------------------------------------------------------------------
 
-    def _untold(self) -> list[Breakage]:
-        """Breakages no delivered page has told of yet, ended ones first."""
-        live = [h.breakage for h in self._health.values()
-                if h.breakage is not None and not h.breakage.reported]
-        return [*self._reported_later, *live]
-
     async def _failed(self, channel: str, at: float, detail: str) -> None:
-        h = self._health[channel]
-        if h.breakage is None:
-            h.breakage = Breakage(channel=channel, since=at, detail=detail)
+        if self._health.failed(channel, at, detail):
             _log().error("paging_broken", channel=channel, detail=detail)
             await self._save_health(at)
-        else:
-            h.breakage.detail = detail
 
     async def _succeeded(self, channel: str, at: float, told: Sequence[Breakage]) -> None:
-        changed = False
-        for b in told:
-            b.reported = True
-            changed = True
-        h = self._health[channel]
-        if h.breakage is not None:
-            b = h.breakage
-            b.until = at
-            h.breakage = None
-            h.retry_at = 0.0
+        ended, changed = self._health.succeeded(channel, at, told)
+        if ended is not None:
             _log().info("paging_recovered", channel=channel,
-                        broken_for_s=round(at - b.since, 3), told=b.reported)
-            if not b.reported:
-                self._reported_later.append(b)
-            changed = True
-        self._reported_later = [b for b in self._reported_later if not b.reported]
+                        broken_for_s=round(at - ended.since, 3), told=ended.reported)
         if changed:
             await self._save_health(at)
 
     async def _save_health(self, at: float) -> None:
-        state = {
-            "channels": {name: h.breakage.as_json() for name, h in self._health.items()
-                         if h.breakage is not None},
-            "untold": [b.as_json() for b in self._reported_later],
-        }
         try:
-            await self._store.put_state(HEALTH_KEY, state, at)
+            await self._store.put_state(HEALTH_KEY, self._health.as_json(), at)
         except StoreError as e:  # health is a convenience; the rows are what is durable
             _log().error("outbox_store_error", detail=str(e))
 
@@ -630,14 +429,7 @@ class Outbox:
         if self._loaded:
             return
         self._loaded = True
-        saved = await self._store.get_state(HEALTH_KEY)
-        if not isinstance(saved, dict):
-            return
-        for name, data in (saved.get("channels") or {}).items():
-            if name in self._health:
-                b = Breakage.from_json(data)
-                self._health[name].breakage = b
-        self._reported_later = [Breakage.from_json(d) for d in saved.get("untold") or ()]
+        self._health.restore(await self._store.get_state(HEALTH_KEY))
 
     # -- bookkeeping ---------------------------------------------------------------------------
 
@@ -669,16 +461,13 @@ class Outbox:
     def _next_delay(self, now: float) -> float:
         """Seconds until the next row is due or a failing channel reaches its failover time,
         at most ``poll_s`` (``idle_poll_s`` with nothing pending and no channel failing)."""
-        idle = not self._stats.depth and all(h.breakage is None for h in self._health.values())
+        depth = self._stats.depth
+        idle = not depth and all(h.breakage is None for h in self._health.channels.values())
         due = [self._idle_poll_s if idle else self._poll_s]
         if self._stats.next_attempt_at is not None:
             due.append(self._stats.next_attempt_at - now)
-        limit = self._settings.notify.failover_after_s
-        for h in self._health.values():
-            if h.breakage is not None and self._stats.depth:
-                until = h.breakage.since + limit - now
-                if until > 0:
-                    due.append(until)
+        if depth:
+            due += self._health.failovers_in(now, self._settings.notify.failover_after_s)
         return max(0.0, min(due))
 
     async def _wait(self, delay: float) -> None:

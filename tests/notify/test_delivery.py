@@ -18,7 +18,9 @@ from hotdash_watch.notify.delivery import (
     JITTER,
     Answer,
     Attempt,
+    Breakage,
     Channel,
+    Health,
     Reason,
     Rules,
     Transition,
@@ -26,6 +28,7 @@ from hotdash_watch.notify.delivery import (
     backoff_s,
     decide,
     failed_over,
+    paging_note,
 )
 
 T0 = 1_772_366_400.0
@@ -217,3 +220,62 @@ def test_a_page_is_never_lost(case):
 def test_backoff_never_shrinks_as_attempts_grow(a, b, jitter):
     low, high = sorted((a, b))
     assert backoff_s(low, 5, 300, jitter) <= backoff_s(high, 5, 300, jitter)
+
+
+# -- channel health ------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("broken", "channel", "fallback"), [
+    ((), "slack", "pd"),
+    (("pd",), "slack", "hook"),
+    (("pd", "hook"), "slack", None),
+    ((), "hook", "slack"),  # config order wraps
+    (("slack",), "gone", "pd"),  # a channel no longer configured: the first that works
+    (("slack", "pd", "hook"), "gone", None),
+])
+def test_fallback_is_the_next_working_channel_in_config_order(broken, channel, fallback):
+    health = Health(["slack", "pd", "hook"])
+    for name in broken:
+        health.failed(name, NOW, "HTTP 503")
+    assert health.fallback(channel) == fallback
+    assert health.facts(channel).fallback == fallback
+    assert health.facts(channel).configured is (channel != "gone")
+
+
+def test_a_breakage_lasts_from_the_first_failure_to_the_next_success():
+    health = Health(["slack", "pd"])
+    assert health.failed("slack", NOW, "HTTP 503")
+    assert not health.failed("slack", NOW + 10, "timeout")  # the same breakage goes on
+    assert health["slack"].breakage.since == NOW and health["slack"].breakage.detail == "timeout"
+    assert health.failed_over("slack", NOW + 120, 120)
+    assert health.handed_to(NOW + 120, 120) == {"slack": "pd"}
+    assert health.failovers_in(NOW + 20, 120) == [100]
+    assert health.status("slack", NOW + 30, 120)["broken_for_s"] == 30
+    ended, changed = health.succeeded("slack", NOW + 300, [])
+    assert changed and ended is not None and ended.until == NOW + 300
+    assert health["slack"].breakage is None
+    assert health.untold() == [ended]  # no page has told of it yet
+    ended_again, changed = health.succeeded("pd", NOW + 301, health.untold())
+    assert ended_again is None and changed and health.untold() == []
+
+
+def test_health_survives_as_json():
+    health = Health(["slack", "pd"])
+    health.failed("slack", NOW, "HTTP 503")
+    health.failed("pd", NOW + 1, "timeout")
+    health.succeeded("pd", NOW + 5, [])
+    again = Health(["slack", "pd"])
+    again.restore(health.as_json())
+    assert again.as_json() == health.as_json()
+    assert again["slack"].breakage == health["slack"].breakage
+    again.restore(None)  # nothing saved: nothing changes
+    assert again.as_json() == health.as_json()
+
+
+def test_paging_note_tells_of_each_breakage():
+    b = Breakage(channel="slack", since=NOW - 300, detail="HTTP 503 " + "x" * 100)
+    note = paging_note([b], NOW, sending_on="pd", delayed_s=200, handed_to={"slack": "pd"})
+    assert note is not None
+    assert note.startswith("paging was broken for 5 min (channel slack failing since ")
+    assert "..., still failing, its pages go to pd)" in note
+    assert note.endswith("; this page was delayed by 3 min")
+    assert paging_note([], NOW, sending_on="pd", delayed_s=0) is None
