@@ -14,8 +14,9 @@ repository of its table:
   the translation of failures; ``checks.py`` - what a JSON column accepts.
 
 The store never reads the clock: every time it writes is one carried by the values it is
-given. It decides nothing about the values either: what a page's delivery attempt means is
-decided by the delivery loop, and the store records it.
+given. Nor does it decide what becomes of a page: the delivery loop decides what an attempt
+means, and the store records it, refusing only what would break its guarantees (a second row
+for a page on a channel, a change to a row that has left ``pending``).
 
 Every failure surfaces as ``StoreError``; its message shows the URL with the password replaced
 by ``***`` and never the password itself.
