@@ -5,8 +5,10 @@ shares ``ChannelBase``'s keys (name, kind, min_severity, timeout_s). ``AnyChanne
 union of them, told apart by ``kind``: ``[notify]`` lists its channels as ``AnyChannel``, so
 a table is validated against its own kind's model only, and an error names the kind's keys.
 
-The union lives here, not in the package's ``__init__``, so that the configuration depends
-on this one module of the models and nothing of the registry, the templates or the outbox.
+The union has a module of its own because the configuration imports it: what that loads is
+the four channel modules and the package's ``__init__`` (the registry of their notifiers),
+none of which imports the settings; the templates and the outbox, which do, stay unloaded, so
+config and notify never import each other in a loop.
 """
 
 from __future__ import annotations
