@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hotdash_watch.config import HysteresisSettings, Thresholds
+from hotdash_watch.config.sections import HysteresisSettings, Thresholds
 from hotdash_watch.model.findings import Finding, Reason, Signal
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.probes.base import FailureKind

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hotdash_watch.config import MitigationSettings
+from hotdash_watch.config.sections import MitigationSettings
 from hotdash_watch.model.action import RESTARTS, ActionKind, ActionRecord, Outcome
 from hotdash_watch.policy import MachineView, Step
 

@@ -24,14 +24,16 @@ from collections.abc import Container
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hotdash_watch.classify import Assessment
-from hotdash_watch.config import Settings
 from hotdash_watch.model.findings import Finding
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.window import Snapshot
+
+if TYPE_CHECKING:
+    from hotdash_watch.config import Settings
 
 __all__ = ["Check", "Step", "Verification", "advance", "incident_id", "verify"]
 

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from hotdash_watch.config import MitigationSettings
+from hotdash_watch.config.sections import MitigationSettings
 from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from hotdash_watch.model.findings import Reason
 from hotdash_watch.model.severity import Severity

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from hotdash_watch.clock import Clock
-from hotdash_watch.config import MitigationSettings
+from hotdash_watch.config.sections import MitigationSettings
 from hotdash_watch.fly import FlyClient, FlyError, LeaseHeld, Machine
 from hotdash_watch.fly.errors import FlyNotFound, FlyUnauthorized, FlyUnavailable
 from hotdash_watch.model.action import Outcome

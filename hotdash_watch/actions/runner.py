@@ -22,7 +22,7 @@ import structlog
 
 from hotdash_watch.actions import EXECUTORS, Action, ActionContext, ActionResult
 from hotdash_watch.clock import Clock
-from hotdash_watch.config import MitigationSettings
+from hotdash_watch.config.sections import MitigationSettings
 from hotdash_watch.fly import FlyClient
 from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from hotdash_watch.policy import Step

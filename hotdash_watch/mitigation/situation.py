@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from hotdash_watch import release_health
 from hotdash_watch.classify import Assessment
-from hotdash_watch.config import MitigationSettings
+from hotdash_watch.config.sections import MitigationSettings
 from hotdash_watch.model.action import ActionKind, ActionRecord
 from hotdash_watch.model.incident import Incident
 from hotdash_watch.policy import MachineView, ReleaseView, Situation

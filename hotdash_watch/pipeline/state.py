@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from hotdash_watch.classify import Assessment, Hold
-from hotdash_watch.config import AppSettings
+from hotdash_watch.config.sections import AppSettings
 from hotdash_watch.model.findings import Signal
 from hotdash_watch.model.incident import Incident
 from hotdash_watch.model.severity import Severity
