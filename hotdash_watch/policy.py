@@ -333,7 +333,8 @@ def plan(s: Situation, settings: MitigationSettings, recent_release_s: float) ->
 
     no_safe = False
     if unhealthy or (reasons & _ERRORS and not stopped):
-        if recent and not rolled_back and s.current is not None:
+        planned = any(st.kind is ActionKind.ROLLBACK for st in steps)  # one per plan
+        if recent and not rolled_back and not planned and s.current is not None:
             what = "errors began" if reasons & _ERRORS else "machines fail their checks"
             steps.append(_rollback(s, Why.ERRORS_AFTER_RELEASE,
                                    f"{what} soon after release v{s.current.version}"))
