@@ -37,10 +37,8 @@ from hotdash_watch.pipeline.state import AppState, Job
 from hotdash_watch.pipeline.telemetry import report_assessment, report_step
 from hotdash_watch.pipeline.timeline import Timeline
 from hotdash_watch.probes.base import Probe
-from hotdash_watch.probes.logs import LogTally
 from hotdash_watch.probes.machines import MachinesProbe
-from hotdash_watch.probes.prometheus import TrafficWindow
-from hotdash_watch.window import Window
+from hotdash_watch.window import LogTally, TrafficWindow, Window
 
 if TYPE_CHECKING:
     from hotdash_watch.config import Settings

@@ -11,11 +11,9 @@ from hotdash_watch.config.sections import AppSettings
 from hotdash_watch.model.findings import Signal
 from hotdash_watch.model.incident import Incident
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.probes.logs import LogTally
 from hotdash_watch.probes.machines import MachinesProbe, MachinesReport
-from hotdash_watch.probes.prometheus import TrafficWindow
 from hotdash_watch.probes.releases import ReleasesReport
-from hotdash_watch.window import Window
+from hotdash_watch.window import LogTally, TrafficWindow, Window
 
 __all__ = ["AppState", "Job"]
 
