@@ -51,6 +51,7 @@ from prometheus_client import CollectorRegistry
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
+from hotdash_watch.model.errors import StoreError  # the error the store raises
 from hotdash_watch.model.page import OutboxRow, OutboxStats, PageState, Silence
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.notify.base import Notifier, Page, SendResult
@@ -69,7 +70,6 @@ from hotdash_watch.notify.delivery import (
 )
 from hotdash_watch.notify.outbox_metrics import NotifyMetrics, Outcome
 from hotdash_watch.notify.templates import iso
-from hotdash_watch.pipeline.ports import StoreError  # the error the store raises
 
 __all__ = ["Breakage", "NotifyMetrics", "Outbox", "Outcome", "PageStore", "backoff_delay",
            "paging_note"]

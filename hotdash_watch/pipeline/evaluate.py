@@ -29,10 +29,11 @@ from hotdash_watch.clock import Clock
 from hotdash_watch.fly import FlyClient
 from hotdash_watch.incidents import Step
 from hotdash_watch.metrics import Metrics
+from hotdash_watch.model.errors import StoreError
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
 from hotdash_watch.pipeline.decide import Decision, decide, taken, view_of
 from hotdash_watch.pipeline.intake import FlyProbe, Intake
-from hotdash_watch.pipeline.ports import IncidentStore, Mitigation, Responses, StoreError
+from hotdash_watch.pipeline.ports import IncidentStore, Mitigation, Responses
 from hotdash_watch.pipeline.state import AppState, Job
 from hotdash_watch.pipeline.telemetry import report_assessment, report_step
 from hotdash_watch.pipeline.timeline import Timeline

@@ -17,12 +17,7 @@ if TYPE_CHECKING:
     from hotdash_watch.classify import Assessment
     from hotdash_watch.pipeline.state import AppState
 
-__all__ = ["IncidentStore", "Mitigation", "Responses", "StoreError"]
-
-
-class StoreError(Exception):
-    """The store could not do what was asked (down, refused a write, bad value). The message
-    names what failed and never holds a password."""
+__all__ = ["IncidentStore", "Mitigation", "Responses"]
 
 
 class IncidentStore(Protocol):

@@ -16,10 +16,11 @@ import structlog
 from hotdash_watch.clock import Clock
 from hotdash_watch.metrics import Metrics
 from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.errors import StoreError
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.pipeline.intake import Intake
-from hotdash_watch.pipeline.ports import IncidentStore, Responses, StoreError
+from hotdash_watch.pipeline.ports import IncidentStore, Responses
 from hotdash_watch.pipeline.state import AppState
 
 __all__ = ["Timeline"]

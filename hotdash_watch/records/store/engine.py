@@ -32,7 +32,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
-from hotdash_watch.pipeline.ports import StoreError  # the pass's port owns the error
+from hotdash_watch.model.errors import StoreError
 
 __all__ = [
     "CONNECT_TIMEOUT_S",
