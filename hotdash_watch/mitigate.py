@@ -56,6 +56,7 @@ from hotdash_watch.mitigation.step_records import (
     started_record,
 )
 from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
+from hotdash_watch.model.errors import StoreError
 from hotdash_watch.model.incident import Incident, State
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.pipeline.state import AppState
@@ -123,7 +124,7 @@ class Mitigator:
         for app in (a.name for a in self.settings.apps):
             try:
                 data = await self.store.get_state(f"release_health:{app}")
-            except Exception as e:
+            except StoreError as e:
                 log.warning("release_health_unreadable", app=app, error=type(e).__name__)
                 continue
             self._health[app] = release_health.from_json(data)
@@ -132,7 +133,7 @@ class Mitigator:
         """Check the actions a previous run left ``started``: confirm, fail or finish them."""
         try:
             unfinished = await self.store.unfinished_actions()
-        except Exception as e:
+        except StoreError as e:
             log.error("unfinished_actions_unreadable", error=type(e).__name__, detail=str(e))
             return
         for rec in unfinished:
@@ -152,7 +153,7 @@ class Mitigator:
             return False
         try:
             inc = await self.store.get_incident(rec.incident_id)
-        except Exception as e:
+        except StoreError as e:
             log.warning("incident_unreadable", app=rec.app, incident_id=rec.incident_id,
                         error=type(e).__name__)
             return False
@@ -178,7 +179,7 @@ class Mitigator:
             try:
                 await self.store.put_state(f"release_health:{app}",
                                            release_health.to_json(record), now)
-            except Exception as e:
+            except StoreError as e:
                 log.warning("release_health_not_saved", app=app, error=type(e).__name__)
             if crossed:
                 log.info("release_known_healthy", app=app, version=version, image=images)
@@ -201,7 +202,7 @@ class Mitigator:
             app_history = tuple(await self.store.actions_since(
                 now - self.cfg.budget_window_s, app=app))
             incident_history = tuple(await self.store.actions_since(0.0, incident_id=inc.id))
-        except Exception as e:
+        except StoreError as e:
             log.warning("action_history_unreadable", app=app, error=type(e).__name__)
             return
         await self._recovery_check(state, inc, assessment, incident_history, now)
@@ -258,7 +259,7 @@ class Mitigator:
     async def _suspended(self, app: str, now: float) -> str | None:
         try:
             silences = await self.store.active_silences(now)
-        except Exception:
+        except StoreError:
             return None
         for s in silences:
             if s.suspend_mitigation and s.matches(app):
@@ -278,7 +279,7 @@ class Mitigator:
         rec = once_record(inc, step, outcome, verdict, now)
         try:
             rec = await self.store.add_action(rec)
-        except Exception as e:
+        except StoreError as e:
             log.error("action_not_recorded", app=inc.app, error=type(e).__name__,
                       detail=str(e))
             return
@@ -292,7 +293,7 @@ class Mitigator:
     async def _launch(self, inc: Incident, step: Step, now: float) -> None:
         try:
             rec = await self.store.add_action(started_record(inc, step, now))  # before Fly
-        except Exception as e:
+        except StoreError as e:
             log.error("action_not_recorded", app=inc.app, error=type(e).__name__,
                       detail=str(e))
             return
@@ -311,7 +312,7 @@ class Mitigator:
             assert rec.id is not None
             await self.store.end_action(rec.id, Outcome.FAILED, self.clock.timestamp(),
                                         {**rec.detail, "result": text})
-        except Exception as e:
+        except StoreError as e:
             log.error("action_end_not_recorded", app=rec.app, error=type(e).__name__,
                       detail=str(e))
 
@@ -322,7 +323,7 @@ class Mitigator:
         try:
             assert rec.id is not None
             await self.store.end_action(rec.id, result.outcome, now, done.detail)
-        except Exception as e:
+        except StoreError as e:
             log.error("action_end_not_recorded", app=rec.app, error=type(e).__name__,
                       detail=str(e))
         self.metrics.action_in_progress.labels(rec.app).set(0)

@@ -24,6 +24,7 @@ import structlog
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
+from hotdash_watch.model.errors import StoreError
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
 from hotdash_watch.model.severity import Severity
 
@@ -172,7 +173,7 @@ class Responder:
         if page is not None and self.outbox is not None:
             try:
                 await self.outbox.page(page)
-            except Exception as e:
+            except StoreError as e:
                 log.error("page_not_queued", app=app, page_event=page.event.value,
                           error=type(e).__name__, detail=str(e))
 
@@ -196,7 +197,7 @@ class Responder:
             page = render(incident, PageEvent(plan.event), settings=self.settings, now=now,
                           key=plan.key(incident.id), note=note, actions=actions)
             await self.outbox.page(page)  # the outbox logs page_enqueued
-        except Exception as e:  # the outbox is the durable part; this must not stop the pass
+        except StoreError as e:  # the outbox is the durable part; this must not stop the pass
             log.error("page_not_queued", app=incident.app, incident_id=incident.id,
                       page_event=plan.event, error=type(e).__name__, detail=str(e))
 
