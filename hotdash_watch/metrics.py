@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from hotdash_watch.model.action import FLY_ACTIONS
 from hotdash_watch.model.incident import Event
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.probes.base import FailureKind
@@ -19,7 +20,7 @@ from hotdash_watch.probes.base import FailureKind
 __all__ = ["ACTIONS", "ACTION_OUTCOMES", "Metrics"]
 
 #: Action kinds and outcomes: the bounded label values of ``hotdash_watch_actions_total``.
-ACTIONS = ("restart", "start", "rollback", "raise_memory", "scale_out", "stop")
+ACTIONS = tuple(k.value for k in FLY_ACTIONS)
 ACTION_OUTCOMES = ("ok", "failed", "vetoed", "dry_run", "deferred")
 
 _PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from hotdash_watch.model.action import FLY_ACTIONS
 from hotdash_watch.model.severity import Severity
 
 __all__ = [
@@ -272,7 +273,8 @@ class FlySettings(_Section):
         return self
 
 
-ActionName = Literal["restart", "start", "rollback", "raise_memory", "scale_out", "stop"]
+#: The actions a setting may name: every kind that changes something on Fly.
+ActionName = Literal[tuple(k.value for k in FLY_ACTIONS)]  # type: ignore[valid-type]
 
 
 class MitigationSettings(_Section):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-__all__ = ["RESTARTS", "ActionKind", "ActionRecord", "Outcome"]
+__all__ = ["FLY_ACTIONS", "RESTARTS", "ActionKind", "ActionRecord", "Outcome"]
 
 
 class ActionKind(StrEnum):
@@ -29,6 +29,10 @@ class ActionKind(StrEnum):
     def touches_fly(self) -> bool:
         return self is not ActionKind.PAGE
 
+
+#: Kinds that change something on Fly, in order: the ``action`` values of the settings and
+#: the metrics (``page`` is not one).
+FLY_ACTIONS: tuple[ActionKind, ...] = tuple(k for k in ActionKind if k.touches_fly)
 
 #: Kinds that boot a machine again: they count against the restart budget.
 RESTARTS = frozenset({ActionKind.RESTART, ActionKind.START})
