@@ -12,7 +12,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from hotdash_watch import logs
+from hotdash_watch import log_output as logs
 from hotdash_watch.config import ConfigError, Settings, load_settings
 from hotdash_watch.model.incident import incident_as_dict
 

@@ -19,7 +19,7 @@ import structlog
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from hotdash_watch import logs
+from hotdash_watch import log_output as logs
 from hotdash_watch.clock import Clock, SystemClock
 from hotdash_watch.config import Settings
 from hotdash_watch.metrics import Metrics

@@ -35,7 +35,7 @@ from hotdash_watch.window import Snapshot
 if TYPE_CHECKING:
     from hotdash_watch.config import Settings
 
-__all__ = ["Check", "Step", "Verification", "advance", "incident_id", "verify"]
+__all__ = ["Check", "Transition", "Verification", "advance", "incident_id", "verify"]
 
 
 def incident_id(now: float, taken: Container[str] = ()) -> str:
@@ -70,7 +70,7 @@ class Verification:
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
+class Transition:
     """The result of one evaluation: the incident (or None) and what changed."""
 
     incident: Incident | None
@@ -126,20 +126,20 @@ def advance(
     now: float,
     *,
     taken_ids: Container[str] = (),
-) -> Step:
+) -> Transition:
     """One evaluation of one app's incident. ``level`` is the debounced severity."""
     findings = assessment.findings
     evidence = assessment.evidence
 
     if incident is None or not incident.is_open:
         if level is None:
-            return Step(None)
+            return Transition(None)
         inc = Incident(
             id=incident_id(now, taken_ids), app=assessment.app, state=State.INVESTIGATING,
             severity=level, max_severity=level, opened_at=now, updated_at=now,
             severity_since=now, findings=findings, evidence=evidence,
         )
-        return Step(inc, (_entry(inc, Event.OPENED, now, findings),))
+        return Transition(inc, (_entry(inc, Event.OPENED, now, findings),))
 
     inc = incident
     entries: list[TimelineEntry] = []
@@ -173,13 +173,13 @@ def advance(
         if raw is not None and raw.rank >= inc.severity.rank:
             inc = dataclasses.replace(inc, findings=findings or inc.findings,
                                       evidence=evidence or inc.evidence)
-        return Step(inc, tuple(entries))
+        return Transition(inc, tuple(entries))
 
     # The signals are clear.
     if inc.state in (State.INVESTIGATING, State.MITIGATING):
         change(Event.MONITORING, (), ("signals clear; verifying recovery (runbook Phase 5)",),
                state=State.MONITORING, monitoring_since=now)
-        return Step(inc, tuple(entries), verify(inc, verify_snap, settings, now))
+        return Transition(inc, tuple(entries), verify(inc, verify_snap, settings, now))
 
     check = verify(inc, verify_snap, settings, now)
     if check.ok:
@@ -187,4 +187,4 @@ def advance(
                ("recovery verified: " + ", ".join(c.value for c in check.passed),),
                state=State.RESOLVED, resolved_at=now)
         entries[-1] = dataclasses.replace(entries[-1], detail=check.evidence)
-    return Step(inc, tuple(entries), check)
+    return Transition(inc, tuple(entries), check)

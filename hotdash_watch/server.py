@@ -26,7 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from hotdash_watch.config import describe_errors
-from hotdash_watch.logs import scrubber, secret_values
+from hotdash_watch.log_output import scrubber, secret_values
 from hotdash_watch.model.findings import Signal
 from hotdash_watch.model.incident import State, incident_as_dict
 from hotdash_watch.model.severity import Severity

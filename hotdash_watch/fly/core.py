@@ -36,7 +36,7 @@ from hotdash_watch.fly.errors import (
 )
 from hotdash_watch.fly.models import PayloadError
 from hotdash_watch.fly.retry import RetryPolicy, call_with_retry
-from hotdash_watch.logs import scrubber
+from hotdash_watch.log_output import scrubber
 
 __all__ = [
     "MAX_BODY_BYTES",

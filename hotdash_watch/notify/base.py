@@ -44,7 +44,7 @@ from pydantic import Field, SecretStr
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config.sections import Seconds, _Section
-from hotdash_watch.logs import scrubber
+from hotdash_watch.log_output import scrubber
 from hotdash_watch.model.severity import Severity
 
 __all__ = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from hotdash_watch.classify import Assessment, Hold, classify, debounce
-from hotdash_watch.incidents import Step, advance
+from hotdash_watch.incidents import Transition, advance
 from hotdash_watch.model.findings import Signal
 from hotdash_watch.model.incident import Event, Incident
 from hotdash_watch.model.severity import Severity
@@ -54,7 +54,7 @@ class Decision:
     view: AppView
     assessment: Assessment
     hold: Hold
-    step: Step
+    step: Transition
 
     @property
     def opens(self) -> Incident | None:

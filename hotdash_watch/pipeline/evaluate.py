@@ -27,7 +27,7 @@ import structlog
 from hotdash_watch.classify import Hold
 from hotdash_watch.clock import Clock
 from hotdash_watch.fly import FlyClient
-from hotdash_watch.incidents import Step
+from hotdash_watch.incidents import Transition
 from hotdash_watch.metrics import Metrics
 from hotdash_watch.model.errors import StoreError
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
@@ -139,7 +139,7 @@ class Pipeline:
 
     # -- the pass ------------------------------------------------------------------------------
 
-    async def evaluate(self) -> list[Step]:
+    async def evaluate(self) -> list[Transition]:
         """One pass over every app at one instant. Returns the steps that changed something."""
         now = self.clock.timestamp()
         self.metrics.evaluations.inc()
@@ -163,7 +163,7 @@ class Pipeline:
                   transitions=sum(len(s.entries) for s in steps))
         return steps
 
-    async def _pass_app(self, state: AppState, now: float) -> Step | None:
+    async def _pass_app(self, state: AppState, now: float) -> Transition | None:
         async with state.lock:
             decision = await self._decide(state, now)
             persisted = await self._persist(state, decision)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from hotdash_watch.classify import Assessment
-from hotdash_watch.incidents import Step
+from hotdash_watch.incidents import Transition
 from hotdash_watch.metrics import Metrics
 from hotdash_watch.model.incident import Event
 
@@ -54,7 +54,7 @@ def report_assessment(state: AppState, a: Assessment, metrics: Metrics,
                          "the service is not judged")
 
 
-def report_step(state: AppState, step: Step, metrics: Metrics) -> None:
+def report_step(state: AppState, step: Transition, metrics: Metrics) -> None:
     """Counters and a log line per transition; the verification still pending."""
     inc = step.incident
     if inc is None:

@@ -14,10 +14,10 @@ import structlog
 from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
-from hotdash_watch import logs
+from hotdash_watch import log_output as logs
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.daemon import Daemon
-from hotdash_watch.logs import REDACTED, SecretScrubber, secret_values
+from hotdash_watch.log_output import REDACTED, SecretScrubber, secret_values
 from tests.support.factories import settings
 
 SECRET = "s3cr3t-value-81f2a0c4"
