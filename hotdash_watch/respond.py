@@ -212,7 +212,8 @@ class Responder:
             lines = j.severity_lines(incident, entry, _taken_so_far(incident, entry.at),
                                      settings=self.settings)
         elif entry.event is Event.RESOLVED:
-            lines = j.resolved_lines(incident, j.preliminary_root_cause(incident, ()))
+            lines = j.resolved_lines(incident, j.preliminary_root_cause(
+                incident, (), recent_release_s=self.settings.fly.recent_release_s))
         else:
             return
         try:

@@ -33,6 +33,10 @@ __all__ = [
 ]
 
 
+#: The service name in pages and reports when none is configured.
+SERVICE_NAME = "Agent SDK"
+
+
 class _Section(BaseModel):
     # Every table refuses unknown keys (a typo is an error, not a default) and is frozen.
     model_config = ConfigDict(extra="forbid", frozen=True)

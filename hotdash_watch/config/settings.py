@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from hotdash_watch.config.errors import ConfigError, describe_errors
 from hotdash_watch.config.sections import (
+    SERVICE_NAME,
     AppSettings,
     FlySettings,
     HysteresisSettings,
@@ -77,7 +78,7 @@ class Settings(BaseSettings):
         env_prefix=ENV_PREFIX, env_nested_delimiter="__", extra="forbid", frozen=True
     )
 
-    service_name: str = Field("Agent SDK", description="service name used in pages and reports")
+    service_name: str = Field(SERVICE_NAME, description="service name used in pages and reports")
     team: str = Field("Reliability Team", description="contact named in pages")
     store_url: str = Field(
         "sqlite+aiosqlite:///var/hotdash-watch.db",

@@ -35,44 +35,41 @@ import asyncio
 import dataclasses
 import fcntl
 import os
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-from hotdash_watch.config import Settings
+from hotdash_watch.config.sections import SERVICE_NAME
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
 from hotdash_watch.model.severity import Severity
+from hotdash_watch.records.findings import (
+    duration_min,
+    iso_utc,
+    opening_reasons,
+    root_cause_findings,
+    worst_reasons,
+)
+
+if TYPE_CHECKING:
+    from hotdash_watch.config import Settings
 
 __all__ = [
     "ActionRecord",
-    "Cause",
     "Journal",
     "PageRecord",
     "action_lines",
     "actions_in_timeline",
     "as_actions",
     "as_pages",
-    "causes",
-    "condition_reasons",
-    "duration_min",
-    "iso_utc",
     "opened_lines",
-    "opening_reasons",
     "preliminary_root_cause",
     "resolved_lines",
-    "root_cause_findings",
     "severity_lines",
-    "worst_reasons",
 ]
 
 #: The service name when no settings are given (the ``service_name`` setting's default).
-DEFAULT_SERVICE = str(Settings.model_fields["service_name"].default)
-#: A release younger than this (at detection) is a suspect (the ``fly.recent_release_s`` default).
-RECENT_RELEASE_S = 7200.0
+DEFAULT_SERVICE = SERVICE_NAME
 #: Outcomes that mean an action did what it was meant to.
 WORKED = frozenset({"ok", "success", "succeeded", "done", "healthy", "recovered"})
 NO_ACTION = "none yet (investigating)"
@@ -189,122 +186,7 @@ def actions_in_timeline(incident: Incident) -> list[ActionRecord]:
     return found
 
 
-# --- times ----------------------------------------------------------------------------------------
-
-
-def iso_utc(ts: float) -> str:
-    """``2026-03-01T12:00:05Z``: the runbook's ``date -u +%Y-%m-%dT%H:%M:%SZ``."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def duration_min(seconds: float) -> int:
-    """Whole minutes, rounded half up (a 90 s incident lasted 2 min)."""
-    return int(max(0.0, seconds) / 60 + 0.5)
-
-
-# --- causes ---------------------------------------------------------------------------------------
-
-
-class Cause(StrEnum):
-    """What kind of failure the reasons and evidence point at (the runbook's scenarios)."""
-
-    ALL_MACHINES_DOWN = "all_machines_down"
-    PARTIAL_OUTAGE = "partial_outage"
-    ERROR_RATE = "error_rate"
-    LATENCY = "latency"
-    OOM = "oom"
-    AUTOSCALING = "autoscaling"
-    DEPENDENCY = "dependency"
-    RECENT_RELEASE = "recent_release"
-    SIGNAL = "signal"  # an operator or inbound alert, or anything the patterns do not know
-
-
-# The classifier's finding texts (classify.py) start with these words.
-_CAUSE_PATTERNS = (
-    (Cause.ALL_MACHINES_DOWN, re.compile(r"\ball machines down\b", re.I)),
-    (Cause.PARTIAL_OUTAGE, re.compile(r"\bpartial outage\b", re.I)),
-    (Cause.ERROR_RATE, re.compile(r"\berror rate\b", re.I)),
-    (Cause.LATENCY, re.compile(r"\b(p95 )?latency\b", re.I)),
-    (Cause.OOM, re.compile(r"\boom\b|out of memory", re.I)),
-    (Cause.AUTOSCALING, re.compile(r"\bauto-?scaling\b", re.I)),
-)
-_NOT_A_CAUSE = re.compile(r"^(signals clear|recovery verified|SEV-3 persisted)", re.I)
-
-
-def _cause_of(reason: str) -> Cause:
-    for cause, pattern in _CAUSE_PATTERNS:
-        if pattern.search(reason):
-            return cause
-    return Cause.SIGNAL
-
-
-def opening_reasons(incident: Incident) -> tuple[str, ...]:
-    """The reasons the incident opened with (its ``opened`` entry), else its latest ones."""
-    for e in incident.timeline:
-        if e.event is Event.OPENED and e.reasons:
-            return e.reasons
-    return incident.reasons
-
-
-#: Entries whose reasons describe the service's condition (not an action or a verification).
-CONDITION_EVENTS = frozenset({Event.OPENED, Event.ESCALATED, Event.ESCALATED_TIMER,
-                              Event.DEESCALATED, Event.REGRESSED})
-
-
-def condition_reasons(incident: Incident) -> list[str]:
-    """Every distinct reason of the entries that describe the condition, in timeline order."""
-    seen: list[str] = []
-    for e in incident.timeline:
-        if e.event in CONDITION_EVENTS:
-            seen += [r for r in e.reasons if r not in seen and not _NOT_A_CAUSE.match(r)]
-    return seen
-
-
-def worst_reasons(incident: Incident) -> tuple[str, ...]:
-    """The reasons of the entry that first reached the incident's worst severity."""
-    for e in incident.timeline:
-        if e.event in CONDITION_EVENTS and e.severity is incident.max_severity and e.reasons:
-            return tuple(r for r in e.reasons if not _NOT_A_CAUSE.match(r))
-    return ()
-
-
-def _dict(value: Any) -> Mapping[str, Any]:
-    return value if isinstance(value, Mapping) else {}
-
-
-def _release_age_at_open(incident: Incident) -> tuple[float, Mapping[str, Any]] | None:
-    """(seconds between the current release's deploy and the opening, the release evidence)."""
-    release = _dict(incident.evidence.get("release"))
-    ago = release.get("deployed_s_ago")
-    if not isinstance(ago, int | float):
-        return None
-    assessed = _dict(incident.evidence.get("probes")).get("at")
-    if isinstance(assessed, int | float):
-        return incident.opened_at - (assessed - ago), release
-    return float(ago), release
-
-
-def causes(incident: Incident, *, recent_release_s: float = RECENT_RELEASE_S) -> tuple[Cause, ...]:
-    """The causes, most telling first: opening reasons, later reasons, then the evidence."""
-    found: list[Cause] = []
-
-    def add(cause: Cause) -> None:
-        if cause not in found:
-            found.append(cause)
-
-    for reason in (*opening_reasons(incident), *condition_reasons(incident), *incident.reasons):
-        if not _NOT_A_CAUSE.match(reason):
-            add(_cause_of(reason))
-    evidence = incident.evidence
-    if _dict(evidence.get("logs")).get("dependency_hints"):
-        add(Cause.DEPENDENCY)
-    age = _release_age_at_open(incident)
-    if age is not None and age[0] <= recent_release_s:
-        add(Cause.RECENT_RELEASE)
-    oom = _dict(evidence.get("machines")).get("oom_kills")
-    if isinstance(oom, int) and oom > 0:
-        add(Cause.OOM)
-    return tuple(found)
+# --- the root cause line -----------------------------------------------------------------------
 
 
 def _mitigation(actions: Sequence[ActionRecord], incident: Incident) -> str:
@@ -322,30 +204,8 @@ def _mitigation(actions: Sequence[ActionRecord], incident: Incident) -> str:
     return f"recovered although no mitigation succeeded (tried: {tried})"
 
 
-def root_cause_findings(
-    incident: Incident, *, recent_release_s: float = RECENT_RELEASE_S
-) -> list[str]:
-    """The evidence beyond the reasons, one phrase each (dependency, release, OOM kills)."""
-    out: list[str] = []
-    evidence = incident.evidence
-    hints = _dict(evidence.get("logs")).get("dependency_hints")
-    if hints:
-        names = ", ".join(str(h) for h in hints) if isinstance(hints, list) else str(hints)
-        out.append(f"logs point at a dependency ({names})")
-    age = _release_age_at_open(incident)
-    if age is not None and age[0] <= recent_release_s:
-        seconds, release = age
-        version = release.get("current_version")
-        name = f"release v{version}" if version is not None else "the current release"
-        out.append(f"{name} was deployed {duration_min(seconds)} min before detection")
-    oom = _dict(evidence.get("machines")).get("oom_kills")
-    if isinstance(oom, int) and oom > 0:
-        out.append(f"{oom} OOM kill{'s' if oom != 1 else ''} (exit 137, oom_killed)")
-    return out
-
-
 def preliminary_root_cause(
-    incident: Incident, actions: Iterable[Any] = (), *, recent_release_s: float = RECENT_RELEASE_S
+    incident: Incident, actions: Iterable[Any] = (), *, recent_release_s: float
 ) -> str:
     """One line of preliminary findings: opening reasons; evidence; the mitigation that worked.
 

@@ -31,28 +31,32 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hotdash_watch.config import Settings
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.chart import svg_chart
 from hotdash_watch.records.diagnostics import artifact_names, incident_dir
-from hotdash_watch.records.journal import (
-    ActionRecord,
+from hotdash_watch.records.findings import (
     Cause,
-    PageRecord,
-    actions_in_timeline,
-    as_actions,
-    as_pages,
     causes,
     condition_reasons,
     duration_min,
     iso_utc,
     opening_reasons,
-    preliminary_root_cause,
     root_cause_findings,
 )
+from hotdash_watch.records.journal import (
+    ActionRecord,
+    PageRecord,
+    actions_in_timeline,
+    as_actions,
+    as_pages,
+    preliminary_root_cause,
+)
+
+if TYPE_CHECKING:
+    from hotdash_watch.config import Settings
 
 __all__ = [
     "LEAD_IN_S",

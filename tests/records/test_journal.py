@@ -13,19 +13,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hotdash_watch.config import Settings
+from hotdash_watch.model.findings import Finding, Reason
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
+from hotdash_watch.records.findings import CAUSE_OF, Cause, causes, duration_min, iso_utc
 from hotdash_watch.records.journal import (
     ActionRecord,
-    Cause,
     Journal,
     PageRecord,
     action_lines,
     as_actions,
     as_pages,
-    causes,
-    duration_min,
-    iso_utc,
     opened_lines,
     preliminary_root_cause,
     resolved_lines,
@@ -36,15 +34,19 @@ from tests.records.conftest import APP, T0, run_story
 REASON = "error rate 62.0 % over 60 s (62/100 probes) > 50.0 %"
 
 
-def incident(severity: Severity = Severity.SEV1, *, reasons: tuple[str, ...] = (REASON,),
+def incident(severity: Severity = Severity.SEV1, *, reasons: tuple[str | Finding, ...] = (REASON,),
              evidence: dict | None = None, resolved_at: float | None = None,
              timeline: tuple[TimelineEntry, ...] | None = None) -> Incident:
-    opened = TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, severity, reasons)
+    """An incident opened at T0 with ``reasons`` as its findings (a sentence stands for an
+    error-rate finding)."""
+    findings = tuple(r if isinstance(r, Finding) else
+                     Finding(Reason.ERROR_RATE_CRITICAL, severity, r) for r in reasons)
+    opened = TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, severity, findings)
     return Incident(
         id="INC-20260301-120005", app=APP,
         state=State.RESOLVED if resolved_at is not None else State.INVESTIGATING,
         severity=severity, max_severity=severity, opened_at=T0, updated_at=T0,
-        severity_since=T0, resolved_at=resolved_at, reasons=reasons, evidence=evidence or {},
+        severity_since=T0, resolved_at=resolved_at, findings=findings, evidence=evidence or {},
         timeline=(opened,) if timeline is None else timeline)
 
 
@@ -93,8 +95,8 @@ class TestSeverityLines:
     ])
     def test_change_lines(self, event: Event, before: str, after: Severity, word: str) -> None:
         """The block repeats the header at the new level and names the change."""
-        entry = TimelineEntry(T0 + 60, event, State.INVESTIGATING, after, ("why",),
-                              {"from": before})
+        entry = TimelineEntry(T0 + 60, event, State.INVESTIGATING, after, notes=("why",),
+                              detail={"from": before})
         assert severity_lines(incident(), entry) == [
             f"[2026-03-01T12:01:05Z] {after.value} INCIDENT - Agent SDK ({APP})",
             f"Severity: {after.value} ({after.title})",
@@ -144,7 +146,7 @@ class TestPreliminaryRootCause:
 
     def test_reasons_and_no_action(self) -> None:
         """Without actions, a resolved incident says it recovered on its own."""
-        text = preliminary_root_cause(incident(resolved_at=T0 + 60))
+        text = preliminary_root_cause(incident(resolved_at=T0 + 60), recent_release_s=7200)
         assert text == f"{REASON}; recovered without a mitigation by the watcher"
 
     def test_evidence_and_mitigation(self) -> None:
@@ -159,7 +161,7 @@ class TestPreliminaryRootCause:
         text = preliminary_root_cause(inc, [
             ActionRecord(T0 + 20, "restart", "m1", "failed"),
             ActionRecord(T0 + 90, "rollback", "v4", "ok"),
-        ])
+        ], recent_release_s=7200)
         assert text == (
             f"{REASON}; evidence: logs point at a dependency (openai, supabase), release v5 "
             "was deployed 5 min before detection, 2 OOM kills (exit 137, oom_killed); "
@@ -168,13 +170,13 @@ class TestPreliminaryRootCause:
     def test_old_release_is_not_a_suspect(self) -> None:
         """A release older than the recent-release span is not cited."""
         inc = incident(evidence={"release": {"current_version": 5, "deployed_s_ago": 90000}})
-        assert "release" not in preliminary_root_cause(inc)
-        assert Cause.RECENT_RELEASE not in causes(inc)
+        assert "release" not in preliminary_root_cause(inc, recent_release_s=7200)
+        assert Cause.RECENT_RELEASE not in causes(inc, recent_release_s=7200)
 
     def test_worst_reasons_follow_an_escalation(self, settings: Settings) -> None:
         """An incident that got worse names its reasons at the worst severity too."""
         story = run_story(settings)
-        text = preliminary_root_cause(story.incident)
+        text = preliminary_root_cause(story.incident, recent_release_s=7200)
         assert text.startswith("error rate 20.0 % over 60 s (20/100 probes) >= 10.0 %; "
                                "at its worst (SEV-1): error rate 62.0 %")
 
@@ -182,24 +184,51 @@ class TestPreliminaryRootCause:
         """A timeline entry whose detail names an action is the mitigation that worked."""
         base = incident(resolved_at=T0 + 600)
         mitigating = TimelineEntry(T0 + 30, Event.MITIGATING, State.MITIGATING, Severity.SEV1,
-                                   ("restart",), {"action": "restart", "target": "m1",
-                                                  "outcome": "ok"})
+                                   notes=("restart",),
+                                   detail={"action": "restart", "target": "m1", "outcome": "ok"})
         inc = dataclasses.replace(base, timeline=(*base.timeline, mitigating))
-        assert preliminary_root_cause(inc).endswith(
+        assert preliminary_root_cause(inc, recent_release_s=7200).endswith(
             "mitigated by restart m1 (ok) at 2026-03-01T12:00:35Z")
 
     @pytest.mark.parametrize(("reason", "cause"), [
-        ("all machines down: 0 of 3 started and healthy (Machines API)",
-         Cause.ALL_MACHINES_DOWN),
-        ("partial outage: 1 of 3 machines down (m1)", Cause.PARTIAL_OUTAGE),
-        ("p95 latency 2450 ms over 60 s (probes) > 2000 ms", Cause.LATENCY),
-        ("2 OOM kills in the window (exit 137, oom_killed)", Cause.OOM),
-        ("auto-scaling misbehaving: machines never stop", Cause.AUTOSCALING),
-        ("operator: data corruption suspected", Cause.SIGNAL),
+        (Reason.ALL_MACHINES_DOWN, Cause.ALL_MACHINES_DOWN),
+        (Reason.PARTIAL_OUTAGE, Cause.PARTIAL_OUTAGE),
+        (Reason.ERROR_RATE_CRITICAL, Cause.ERROR_RATE),
+        (Reason.ERROR_RATE_MAJOR, Cause.ERROR_RATE),
+        (Reason.ERROR_RATE_MINOR, Cause.ERROR_RATE),
+        (Reason.LATENCY_MAJOR, Cause.LATENCY),
+        (Reason.LATENCY_MINOR, Cause.LATENCY),
+        (Reason.OOM_KILLS_MULTIPLE, Cause.OOM),
+        (Reason.OOM_KILL_SINGLE, Cause.OOM),
+        (Reason.AUTOSCALING, Cause.AUTOSCALING),
+        (Reason.OPERATOR_SIGNAL, Cause.SIGNAL),
     ])
-    def test_causes_from_classifier_text(self, reason: str, cause: Cause) -> None:
-        """Each classifier finding maps to the runbook scenario it belongs to."""
-        assert causes(incident(reasons=(reason,)))[0] is cause
+    def test_causes_from_the_finding_reason(self, reason: Reason, cause: Cause) -> None:
+        """Each classifier reason maps to the runbook scenario it belongs to, whatever its
+        sentence says."""
+        found = causes(incident(reasons=(Finding(reason, Severity.SEV2, "words"),)),
+                       recent_release_s=7200)
+        assert found[0] is cause
+
+    def test_every_reason_has_a_cause(self) -> None:
+        """The table covers every reason the classifier can give."""
+        assert set(CAUSE_OF) == set(Reason)
+
+    def test_a_note_is_never_a_cause(self) -> None:
+        """A verification note that mentions an error rate is not a finding: no cause."""
+        inc = incident(reasons=())
+        note = TimelineEntry(T0 + 60, Event.ESCALATED, State.INVESTIGATING, Severity.SEV1,
+                             notes=("recovery verified: error rate below 1 %",))
+        inc = dataclasses.replace(inc, timeline=(*inc.timeline, note))
+        assert Cause.ERROR_RATE not in causes(inc, recent_release_s=7200)
+
+    def test_journal_and_report_use_the_configured_release_window(self) -> None:
+        """A release deployed 3 h before detection is a suspect with a 4 h window, not 2 h."""
+        inc = incident(evidence={"release": {"deployed_s_ago": 3 * 3600, "current_version": 4}})
+        assert Cause.RECENT_RELEASE in causes(inc, recent_release_s=4 * 3600)
+        assert Cause.RECENT_RELEASE not in causes(inc, recent_release_s=2 * 3600)
+        assert "release v4" in preliminary_root_cause(inc, recent_release_s=4 * 3600)
+        assert "release v4" not in preliminary_root_cause(inc, recent_release_s=2 * 3600)
 
 
 class TestRecords:

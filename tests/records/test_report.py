@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import Settings
+from hotdash_watch.model.findings import Finding, Reason
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.diagnostics import capture
@@ -130,7 +131,7 @@ class TestRenderReport:
         """Pipes, markup and ampersands in reasons survive the table."""
         reasons = ("operator: a | b", "x <br> y & z", "<script>", " two\nlines\\ ", "")
         inc = dataclasses.replace(run_story(settings).incident, timeline=(
-            TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, Severity.SEV1, reasons),))
+            TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, Severity.SEV1, notes=reasons),))
         parsed = parse_report(render_report(inc, samples=[], diagnostics_dir=None,
                                             settings=settings, now=T0))
         assert entry_rows(parsed) == expected_rows(inc)
@@ -141,31 +142,35 @@ class TestRenderReport:
         """Whatever the reasons hold (line breaks, spaces, markup), they read back equal."""
         settings = make_settings(apps=[{"name": APP, "health_url": "http://127.0.0.1:9/h"}])
         entry = TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, Severity.SEV1,
-                              tuple(reasons))
+                              notes=tuple(reasons))
         inc = dataclasses.replace(run_story(settings).incident, timeline=(entry,))
         parsed = parse_report(render_report(inc, samples=[], diagnostics_dir=None,
                                             settings=settings, now=T0))
         assert entry_rows(parsed) == expected_rows(inc)
 
     @pytest.mark.parametrize(("reasons", "evidence", "expected"), [
-        (("2 OOM kills in the window (exit 137, oom_killed)",), {},
+        ((Finding(Reason.OOM_KILLS_MULTIPLE, Severity.SEV2,
+                  "2 OOM kills in the window (exit 137, oom_killed)"),), {},
          "Set [[vm]] memory in fly.toml: a memory raise through the API lasts until the next "
          "deploy"),
-        (("error rate 30.0 % over 60 s (30/100 probes) >= 10.0 %",),
+        ((Finding(Reason.ERROR_RATE_MAJOR, Severity.SEV2,
+                  "error rate 30.0 % over 60 s (30/100 probes) >= 10.0 %"),),
          {"release": {"current_version": 7, "deployed_s_ago": 120}},
          "Add a canary / smoke test"),
-        (("error rate 30.0 % over 60 s (30/100 probes) >= 10.0 %",),
+        ((Finding(Reason.ERROR_RATE_MAJOR, Severity.SEV2,
+                  "error rate 30.0 % over 60 s (30/100 probes) >= 10.0 %"),),
          {"logs": {"dependency_hints": ["supabase"]}},
          "Add a circuit breaker around the failing dependency and a status page check"),
-        (("all machines down: 0 of 3 started and healthy (Machines API)",), {},
+        ((Finding(Reason.ALL_MACHINES_DOWN, Severity.SEV1,
+                  "all machines down: 0 of 3 started and healthy (Machines API)"),), {},
          "Keep at least two machines running"),
     ])
     def test_preventive_actions_follow_the_reasons(
-        self, settings: Settings, reasons: tuple[str, ...], evidence: dict, expected: str
+        self, settings: Settings, reasons: tuple[Finding, ...], evidence: dict, expected: str
     ) -> None:
         """Each cause suggests its runbook remedy, with owner TBD."""
         base = run_story(settings).incident
-        inc = dataclasses.replace(base, reasons=reasons, evidence=evidence, timeline=(
+        inc = dataclasses.replace(base, findings=reasons, evidence=evidence, timeline=(
             TimelineEntry(T0, Event.OPENED, State.INVESTIGATING, Severity.SEV2, reasons),
             *base.timeline[2:]))
         text = render_report(inc, samples=[], diagnostics_dir=None, settings=settings, now=T0)
