@@ -16,10 +16,12 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check hotdash_watch tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -q -p no:cacheprovider -n auto
 
 lint: $(STAMP)
 	$(BIN)/ruff check hotdash_watch tests bench
+	$(BIN)/lint-imports --no-cache
 
 bench: $(STAMP)
 	$(BIN)/python bench/window.py
