@@ -9,7 +9,9 @@ carries the lines; ``ConfigError`` is the configuration's kind of it.
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, Union, get_args, get_origin
 
@@ -39,6 +41,21 @@ class ConfigError(InvalidInput):
     """The configuration cannot be used."""
 
     what = "configuration"
+
+
+def read_toml(path: str | Path, error: type[InvalidInput]) -> dict[str, Any]:
+    """The TOML file at ``path`` as a table; ``error`` (raised with the path as its source)
+    says what is wrong in one line: missing, not TOML (with where), or unreadable."""
+    source = str(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise error(source, [f"{path}: no such file"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise error(source, [f"{path}: not valid TOML: {exc}"]) from None
+    except OSError as exc:
+        raise error(source, [f"{path}: cannot be read: {exc.strerror}"]) from None
 
 
 def _path(loc: tuple[int | str, ...]) -> str:

@@ -15,7 +15,6 @@ notify/.
 from __future__ import annotations
 
 import os
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Self
@@ -23,7 +22,7 @@ from typing import Any, Self
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
-from hotdash_watch.config.errors import ConfigError, describe_errors
+from hotdash_watch.config.errors import ConfigError, describe_errors, read_toml
 from hotdash_watch.config.sections import (
     SERVICE_NAME,
     AppSettings,
@@ -156,15 +155,7 @@ def load_settings(
     source = str(path) if path is not None else "defaults"
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            with open(path, "rb") as fh:
-                data = tomllib.load(fh)
-        except FileNotFoundError:
-            raise ConfigError(source, [f"{path}: no such file"]) from None
-        except tomllib.TOMLDecodeError as e:
-            raise ConfigError(source, [f"{path}: not valid TOML: {e}"]) from None
-        except OSError as e:
-            raise ConfigError(source, [f"{path}: cannot be read: {e.strerror}"]) from None
+        data = read_toml(path, ConfigError)
     if overrides:
         data = {**data, **overrides}
     token = os.environ.get("FLY_API_TOKEN")

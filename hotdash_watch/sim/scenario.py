@@ -31,12 +31,11 @@ values they return (``Scenario``, ``AppSpec``, ``Fault``) are defined in ``spec.
 from __future__ import annotations
 
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from hotdash_watch.config import InvalidInput
+from hotdash_watch.config.errors import InvalidInput, read_toml
 from hotdash_watch.sim.faults import FAULTS
 from hotdash_watch.sim.ids import machine_identities
 from hotdash_watch.sim.spec import AppSpec, Fault, Machines, Scenario
@@ -79,17 +78,7 @@ class ScenarioError(InvalidInput):
 
 def load_scenario(path: str | Path) -> Scenario:
     """Read and validate the scenario TOML file at ``path``."""
-    source = str(path)
-    try:
-        with open(path, "rb") as fh:
-            data = tomllib.load(fh)
-    except FileNotFoundError:
-        raise ScenarioError(source, [f"{path}: no such file"]) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ScenarioError(source, [f"{path}: not valid TOML: {e}"]) from None
-    except OSError as e:
-        raise ScenarioError(source, [f"{path}: cannot be read: {e.strerror}"]) from None
-    return parse_scenario(data, source)
+    return parse_scenario(read_toml(path, ScenarioError), str(path))
 
 
 def parse_scenario(data: Mapping[str, Any], source: str = "<scenario>") -> Scenario:
