@@ -257,9 +257,9 @@ async def _print_report(args: argparse.Namespace, store: Any, settings: Settings
     from hotdash_watch.records.report import IncidentNotFound, report_text
 
     try:
-        pages = await store.list_pages(incident_id=args.id, limit=1000)
-        print(await report_text(store, args.id, settings=settings,
-                                now=SystemClock().timestamp(), pages=pages))
+        text = await report_text(store, args.id, settings=settings,
+                                 now=SystemClock().timestamp())
+        sys.stdout.write(text)  # exactly the report.md text
         return 0
     except IncidentNotFound:
         print(f"hotdash-watch: no incident {args.id!r} in {store.url}", file=sys.stderr)

@@ -15,6 +15,7 @@ SEV-2, and a resolution page. Dedup keys are derived from the incident and the t
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ import structlog
 
 from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
+from hotdash_watch.model.action import ActionRecord, Outcome
 from hotdash_watch.model.errors import StoreError
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
 from hotdash_watch.model.severity import Severity
@@ -41,6 +43,10 @@ _EVENT_PAGES = {
     Event.REGRESSED: "status",
     Event.RESOLVED: "resolved",
 }
+
+
+#: How a step on Fly must have ended for the journal to record it as an action taken.
+_JOURNALED = frozenset({Outcome.OK, Outcome.FAILED})
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,19 +138,8 @@ class Responder:
             await self._page(incident, PagePlan(page, n), note=note,
                              actions=(f"{what} ({outcome})" if detail.get("action") else
                                       "a person is needed",))
-        if detail.get("action") and outcome in ("ok", "failed"):
-            from hotdash_watch.records import journal as j
-            from hotdash_watch.records.journal import ActionRecord as Done
-
-            lines = j.action_lines(incident, [Done(at=entry.at, kind=str(kind),
-                                                   target=str(detail.get("target") or ""),
-                                                   outcome=outcome)], entry.at,
-                                   settings=self.settings)
-            try:
-                await self.journal.append(lines)
-            except OSError as e:
-                log.error("journal_write_failed", app=incident.app, incident_id=incident.id,
-                          error=e.strerror or type(e).__name__)
+        if entry.action_id is not None:
+            await self._journal_action(incident, entry)
 
     async def tick(self, incidents: Sequence[Incident], now: float) -> None:
         """Status updates that fall due on this pass."""
@@ -201,21 +196,48 @@ class Responder:
             log.error("page_not_queued", app=incident.app, incident_id=incident.id,
                       page_event=plan.event, error=type(e).__name__, detail=str(e))
 
+    async def _actions(self, incident: Incident) -> list[ActionRecord] | None:
+        """The incident's action records from the store; None (logged) when unreadable."""
+        try:
+            return await self.store.actions_since(0.0, incident_id=incident.id)
+        except StoreError as e:
+            log.error("actions_not_read", app=incident.app, incident_id=incident.id,
+                      error=type(e).__name__, detail=str(e))
+            return None
+
+    async def _journal_action(self, incident: Incident, entry: TimelineEntry) -> None:
+        """Phase 2's "Action Taken" for a step on Fly that has just ended done or failed."""
+        from hotdash_watch.records import journal as j
+
+        actions = await self._actions(incident)
+        rec = next((a for a in actions or () if a.id == entry.action_id), None)
+        if rec is None or not rec.kind.touches_fly or rec.outcome not in _JOURNALED:
+            return
+        await self._append(incident, j.action_lines(incident, [rec], entry.at,
+                                                    settings=self.settings))
+
     async def _journal(self, incident: Incident, entry: TimelineEntry) -> None:
         from hotdash_watch.records import journal as j
+        from hotdash_watch.records.findings import preliminary_root_cause
 
         now = entry.at
         lines: list[str]
         if entry.event is Event.OPENED:
             lines = j.opened_lines(incident, now, settings=self.settings)
         elif entry.event in (Event.ESCALATED, Event.DEESCALATED, Event.ESCALATED_TIMER):
-            lines = j.severity_lines(incident, entry, _taken_so_far(incident, entry.at),
+            actions = await self._actions(incident)
+            lines = j.severity_lines(incident, entry, _taken_so_far(actions or (), entry.at),
                                      settings=self.settings)
         elif entry.event is Event.RESOLVED:
-            lines = j.resolved_lines(incident, j.preliminary_root_cause(
-                incident, (), recent_release_s=self.settings.fly.recent_release_s))
+            root_cause = preliminary_root_cause(
+                incident, await self._actions(incident),
+                recent_release_s=self.settings.fly.recent_release_s)
+            lines = j.resolved_lines(incident, root_cause)
         else:
             return
+        await self._append(incident, lines)
+
+    async def _append(self, incident: Incident, lines: Sequence[str]) -> None:
         try:
             await self.journal.append(lines)
         except OSError as e:
@@ -260,24 +282,10 @@ class Responder:
                 t.cancel()
 
 
-def _taken_so_far(incident: Incident, until: float) -> list[Any]:
-    """The mitigations on the timeline up to ``until``: ended ones with their outcome, the
-    one still running as "in progress" (the journal's "Action Taken:")."""
-    from hotdash_watch.records.journal import ActionRecord as Done
-
-    out: list[Any] = []
-    ended = set()
-    for e in incident.timeline:
-        if e.at > until or not isinstance(e.detail, dict):
-            continue
-        target = str(e.detail.get("target") or "")
-        if e.detail.get("action"):
-            started = e.detail.get("started_at")
-            ended.add((started, target))
-            out.append(Done(at=e.at, kind=str(e.detail["action"]), target=target,
-                            outcome=str(e.detail.get("outcome") or "")))
-        elif e.detail.get("starting"):
-            out.append(Done(at=e.at, kind=str(e.detail["starting"]), target=target,
-                            outcome="in progress"))
-    # A start whose end is also listed is shown once, with its outcome.
-    return [a for a in out if not (a.outcome == "in progress" and (a.at, a.target) in ended)]
+def _taken_so_far(actions: Sequence[ActionRecord], until: float) -> list[ActionRecord]:
+    """The steps on Fly started by ``until``, as they stood then: one that ended later is
+    "in progress" (the journal's "Action Taken:")."""
+    return [a if a.ended_at is not None and a.ended_at <= until
+            else dataclasses.replace(a, outcome=Outcome.STARTED)
+            for a in sorted(actions, key=lambda a: a.at)
+            if a.kind.touches_fly and a.at <= until]

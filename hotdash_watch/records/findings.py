@@ -1,20 +1,26 @@
-"""Causes, derived from the classifier's typed findings, for the journal and the report alike.
+"""Causes and the preliminary root cause, for the journal and the report alike.
 
 An incident's findings keep their ``Reason`` from the classifier to the store, so the cause of
 each is a table lookup (``CAUSE_OF``), never a guess from its sentence. Notes (a verification
 result, an operator's word) are not findings and are never mistaken for a cause. The evidence
 adds what the reasons do not say: dependency hints in the logs, a release deployed within
 ``recent_release_s`` of the opening (a required argument: the journal and the report use the
-same setting), OOM kills. Pure.
+same setting), OOM kills.
+
+``preliminary_root_cause`` is the journal's ``Root Cause:`` line and the report's preliminary
+findings: the opening findings, what the incident said at its worst, the evidence, and the
+mitigation that worked, from the store's action records (``describe`` reads one as
+``rollback hotdash-api (ok)``). Pure.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
+from hotdash_watch.model.action import ActionRecord, Outcome
 from hotdash_watch.model.findings import Finding, Reason
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
 
@@ -24,10 +30,14 @@ __all__ = [
     "Cause",
     "causes",
     "condition_reasons",
+    "describe",
     "duration_min",
     "iso_utc",
+    "mitigation_sentence",
+    "mitigations",
     "opening_findings",
     "opening_reasons",
+    "preliminary_root_cause",
     "root_cause_findings",
     "worst_reasons",
 ]
@@ -154,9 +164,7 @@ def causes(incident: Incident, *, recent_release_s: float) -> tuple[Cause, ...]:
     return tuple(found)
 
 
-def root_cause_findings(
-    incident: Incident, *, recent_release_s: float
-) -> list[str]:
+def root_cause_findings(incident: Incident, *, recent_release_s: float) -> list[str]:
     """The evidence beyond the reasons, one phrase each (dependency, release, OOM kills)."""
     out: list[str] = []
     evidence = incident.evidence
@@ -174,3 +182,58 @@ def root_cause_findings(
     if isinstance(oom, int) and oom > 0:
         out.append(f"{oom} OOM kill{'s' if oom != 1 else ''} (exit 137, oom_killed)")
     return out
+
+
+# --- the mitigations ------------------------------------------------------------------------------
+
+#: How an outcome reads in a sentence when its value alone would mislead.
+_OUTCOME_WORDS = {Outcome.STARTED: "in progress"}
+
+
+def describe(action: ActionRecord) -> str:
+    """``restart 148e21ea7e0389 (ok)``, ``rollback hotdash-api (in progress)``."""
+    what = f"{action.kind.value} {action.target}" if action.target else action.kind.value
+    return f"{what} ({_OUTCOME_WORDS.get(action.outcome, action.outcome.value)})"
+
+
+def mitigations(actions: Iterable[ActionRecord]) -> list[ActionRecord]:
+    """The steps on Fly that have ended (done, failed, vetoed, dry run, deferred), oldest
+    first. A page-only step is not a mitigation; a step still running has no result yet."""
+    return sorted((a for a in actions if a.kind.touches_fly and a.outcome.ended),
+                  key=lambda a: a.at)
+
+
+def mitigation_sentence(actions: Sequence[ActionRecord] | None, incident: Incident) -> str:
+    """What the mitigations came to: the last one that worked, else what was tried.
+    ``actions`` is None when they could not be read."""
+    if actions is None:
+        return "mitigations not known (the action records could not be read)"
+    acts = mitigations(actions)
+    if not acts:
+        if incident.is_open:
+            return "no mitigation taken yet"
+        return "recovered without a mitigation by the watcher"
+    worked = [a for a in acts if a.outcome is Outcome.OK]
+    if worked:
+        best = worked[-1]
+        return f"mitigated by {describe(best)} at {iso_utc(best.at)}"
+    tried = ", ".join(describe(a) for a in acts)
+    if incident.is_open:
+        return f"mitigations tried without success so far: {tried}"
+    return f"recovered although no mitigation succeeded (tried: {tried})"
+
+
+def preliminary_root_cause(incident: Incident, actions: Sequence[ActionRecord] | None, *,
+                           recent_release_s: float) -> str:
+    """One line: the opening findings; what the incident said at its worst; the evidence; what
+    the mitigations (the store's action records of the incident) came to."""
+    opening = opening_reasons(incident)
+    parts = ["; ".join(opening) or "no classifier reason recorded"]
+    worst = [r for r in worst_reasons(incident) if r not in opening]
+    if worst:
+        parts.append(f"at its worst ({incident.max_severity.value}): " + "; ".join(worst))
+    evidence = root_cause_findings(incident, recent_release_s=recent_release_s)
+    if evidence:
+        parts.append("evidence: " + ", ".join(evidence))
+    parts.append(mitigation_sentence(actions, incident))
+    return " ".join("; ".join(parts).split())

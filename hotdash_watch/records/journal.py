@@ -24,212 +24,39 @@ blank line so that the markdown file stays readable.
 worker thread, under an ``asyncio.Lock``: blocks of concurrent writers (tasks, or another
 process appending to the same file) never interleave, and the event loop never waits on disk.
 
-``preliminary_root_cause`` is the journal's ``Root Cause:`` and the report's root cause: the
-classifier's opening reasons, the evidence that points somewhere (dependency hints in the logs,
-a release deployed shortly before, OOM kills) and the mitigation that worked.
+Actions are the store's ``ActionRecord``s, each read as ``rollback v4 (failed)``. The text of
+``Root Cause:`` is ``records.findings.preliminary_root_cause``, the same as the report's.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import fcntl
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 from hotdash_watch.config.sections import SERVICE_NAME
+from hotdash_watch.model.action import ActionRecord
 from hotdash_watch.model.incident import Event, Incident, TimelineEntry
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.records.findings import (
-    duration_min,
-    iso_utc,
-    opening_reasons,
-    root_cause_findings,
-    worst_reasons,
-)
+from hotdash_watch.records.findings import describe, duration_min, iso_utc, opening_reasons
 
 if TYPE_CHECKING:
     from hotdash_watch.config import Settings
 
 __all__ = [
-    "ActionRecord",
     "Journal",
-    "PageRecord",
     "action_lines",
-    "actions_in_timeline",
-    "as_actions",
-    "as_pages",
     "opened_lines",
-    "preliminary_root_cause",
     "resolved_lines",
     "severity_lines",
 ]
 
 #: The service name when no settings are given (the ``service_name`` setting's default).
 DEFAULT_SERVICE = SERVICE_NAME
-#: Outcomes that mean an action did what it was meant to.
-WORKED = frozenset({"ok", "success", "succeeded", "done", "healthy", "recovered"})
 NO_ACTION = "none yet (investigating)"
-
-
-# --- small values -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ActionRecord:
-    """One mitigation the watcher took, planned or was refused, as journal and report show it.
-
-    ``kind`` is the action (restart, start, rollback, scale_memory ...), ``target`` what it
-    acted on (a machine id, a release), ``outcome`` how it ended (ok, failed, vetoed, dry_run).
-    """
-
-    at: float
-    kind: str
-    target: str = ""
-    outcome: str = ""
-    reason: str = ""
-
-    @property
-    def worked(self) -> bool:
-        return self.outcome.lower() in WORKED
-
-    def describe(self) -> str:
-        """``restart 148e21ea7e0389 (ok)``, ``rollback v4 (failed)``."""
-        what = f"{self.kind} {self.target}" if self.target else self.kind
-        return f"{what} ({self.outcome})" if self.outcome else what
-
-
-@dataclass(frozen=True, slots=True)
-class PageRecord:
-    """One page sent (or queued) for the incident: its channel, event and delivery outcome."""
-
-    at: float
-    channel: str
-    event: str = ""
-    severity: str = ""
-    status: str = ""
-    outcome: str = ""
-
-    def describe(self) -> str:
-        """``SEV-1 Investigating (opened) via slack: sent``."""
-        head = " ".join(p for p in (self.severity, self.status) if p) or "page"
-        if self.event:
-            head += f" ({self.event})"
-        text = f"{head} via {self.channel}" if self.channel else head
-        return f"{text}: {self.outcome}" if self.outcome else text
-
-
-_R = TypeVar("_R", ActionRecord, PageRecord)
-
-# Other names the same facts go by: the simulate report (``at_s``), the outbox rows of the store
-# (``sent_at``/``created_at``, ``state``) and the action results (``target``/``machine``).
-_ALIASES = {"at": ("at_s", "sent_at", "created_at"), "outcome": ("state",),
-            "target": ("machine",)}
-
-
-def _coerce(item: Any, cls: type[_R]) -> _R:
-    if isinstance(item, cls):
-        return item
-    names = [f.name for f in dataclasses.fields(cls)]
-
-    def get(name: str) -> Any:
-        if isinstance(item, Mapping):
-            return item.get(name)
-        return getattr(item, name, None)
-
-    values: dict[str, Any] = {}
-    for name in names:
-        for key in (name, *_ALIASES.get(name, ())):
-            value = get(key)
-            if value is not None:
-                values[name] = value
-                break
-    nested = get("page")
-    if cls is PageRecord and "status" not in values and isinstance(nested, Mapping):
-        values["status"] = nested.get("status") or ""
-    if "at" not in values:
-        raise ValueError(f"{cls.__name__} needs a time (at): {item!r}")
-    values["at"] = float(values["at"])
-    for name in names[1:]:
-        if name in values:
-            value = values[name]
-            values[name] = str(getattr(value, "value", value))
-    return cls(**values)
-
-
-def as_actions(items: Iterable[Any]) -> list[ActionRecord]:
-    """``ActionRecord``s from records, mappings (``at``/``at_s``, ``kind``, ``target``,
-    ``outcome``, ``reason``) or any object with those attributes; sorted by time."""
-    return sorted((_coerce(i, ActionRecord) for i in items), key=lambda a: a.at)
-
-
-def as_pages(items: Iterable[Any]) -> list[PageRecord]:
-    """``PageRecord``s from records, mappings or objects with the same fields; sorted by time."""
-    return sorted((_coerce(i, PageRecord) for i in items), key=lambda p: p.at)
-
-
-def actions_in_timeline(incident: Incident) -> list[ActionRecord]:
-    """Actions the timeline itself records: entries whose ``detail`` names an ``action``, at
-    the time the action started (``detail.started_at``) when the entry records its end."""
-    found = []
-    for e in incident.timeline:
-        kind = e.detail.get("action") if isinstance(e.detail, Mapping) else None
-        if isinstance(kind, str) and kind:
-            started = e.detail.get("started_at")
-            found.append(ActionRecord(
-                at=float(started) if isinstance(started, (int, float)) else e.at, kind=kind,
-                target=str(e.detail.get("target") or ""),
-                outcome=str(e.detail.get("outcome") or ""), reason="; ".join(e.reasons)))
-    return found
-
-
-# --- the root cause line -----------------------------------------------------------------------
-
-
-def _mitigation(actions: Sequence[ActionRecord], incident: Incident) -> str:
-    if not actions:
-        if incident.is_open:
-            return "no mitigation taken yet"
-        return "recovered without a mitigation by the watcher"
-    worked = [a for a in actions if a.worked]
-    if worked:
-        best = worked[-1]
-        return f"mitigated by {best.describe()} at {iso_utc(best.at)}"
-    tried = ", ".join(a.describe() for a in actions)
-    if incident.is_open:
-        return f"mitigations tried without success so far: {tried}"
-    return f"recovered although no mitigation succeeded (tried: {tried})"
-
-
-def preliminary_root_cause(
-    incident: Incident, actions: Iterable[Any] = (), *, recent_release_s: float
-) -> str:
-    """One line of preliminary findings: opening reasons; evidence; the mitigation that worked.
-
-    Actions recorded in the timeline (``actions_in_timeline``) count as well as ``actions``.
-    """
-    acts = _merge_actions(as_actions(actions), actions_in_timeline(incident))
-    opening = opening_reasons(incident)
-    parts = ["; ".join(opening) or "no classifier reason recorded"]
-    worst = [r for r in worst_reasons(incident) if r not in opening]
-    if worst:
-        parts.append(f"at its worst ({incident.max_severity.value}): " + "; ".join(worst))
-    findings = root_cause_findings(incident, recent_release_s=recent_release_s)
-    if findings:
-        parts.append("evidence: " + ", ".join(findings))
-    parts.append(_mitigation(acts, incident))
-    return _one_line("; ".join(parts))
-
-
-def _merge_actions(
-    given: Sequence[ActionRecord], recorded: Sequence[ActionRecord]
-) -> list[ActionRecord]:
-    seen = {(a.at, a.kind, a.target) for a in given}
-    merged = list(given) + [a for a in recorded if (a.at, a.kind, a.target) not in seen]
-    return sorted(merged, key=lambda a: a.at)
 
 
 # --- the runbook's lines --------------------------------------------------------------------------
@@ -256,9 +83,9 @@ def _impact_line(reasons: Sequence[str]) -> str:
     return "Impact: " + ("; ".join(reasons) or "not measured (no reasons recorded)")
 
 
-def _action_line(actions: Iterable[Any]) -> str:
-    acts = as_actions(actions)
-    return "Action Taken: " + ("; ".join(a.describe() for a in acts) if acts else NO_ACTION)
+def _action_line(actions: Sequence[ActionRecord]) -> str:
+    acts = sorted(actions, key=lambda a: a.at)
+    return "Action Taken: " + ("; ".join(describe(a) for a in acts) if acts else NO_ACTION)
 
 
 def _id_line(incident: Incident) -> str:
@@ -270,7 +97,7 @@ def _clean(lines: Iterable[str]) -> list[str]:
 
 
 def opened_lines(
-    incident: Incident, now: float, actions: Iterable[Any] = (), *,
+    incident: Incident, now: float, actions: Sequence[ActionRecord] = (), *,
     settings: Settings | None = None,
 ) -> list[str]:
     """Phase 2's four lines for a new incident, then its ``Incident ID:``."""
@@ -291,7 +118,7 @@ _CHANGE_WORDS = {
 
 
 def severity_lines(
-    incident: Incident, entry: TimelineEntry, actions: Iterable[Any] = (), *,
+    incident: Incident, entry: TimelineEntry, actions: Sequence[ActionRecord] = (), *,
     settings: Settings | None = None,
 ) -> list[str]:
     """The Phase 2 block again for a severity change: header and ``Severity:`` at the new level,
@@ -311,7 +138,7 @@ def severity_lines(
 
 
 def action_lines(
-    incident: Incident, actions: Iterable[Any], now: float, *,
+    incident: Incident, actions: Sequence[ActionRecord], now: float, *,
     settings: Settings | None = None,
 ) -> list[str]:
     """Phase 2's ``Action Taken:`` for mitigations just taken, under the current severity."""

@@ -1,7 +1,7 @@
 """The post-incident report (runbook Phase 6), in the runbook's "Incident Report Template".
 
-``render_report`` is pure: an incident with its timeline, its samples, the actions taken and the
-pages sent, the settings and ``now`` go in; markdown comes out::
+``render_report`` is pure: an incident with its timeline, its samples, the store's action
+records and the pages from the outbox, the settings and ``now`` go in; markdown comes out::
 
     # Incident Report: High Error Rate on hotdash-api (Agent SDK)
     **Incident ID**: INC-20260301-120005
@@ -12,14 +12,16 @@ pages sent, the settings and ``now`` go in; markdown comes out::
     ## Summary / ## Timeline (table, then an inline SVG chart) / ## Impact / ## Root Cause /
     ## Resolution / ## Preventive Actions / ## Lessons Learned / ## Appendix
 
-The timeline table has one row per timeline entry, in the store's order, with actions and pages
-merged in by time. An entry's cell reads ``**Incident detected** — opened, SEV-1,
-investigating: <reason><br><reason>`` so that ``parse_report`` can read event, severity, state
-and reasons back exactly (``&``, ``<``, ``|``, ``\\`` and line breaks in reasons are written as
-HTML entities).
+The timeline table has one row per timeline entry, in the store's order, with the pages and
+the actions no entry speaks of merged in by time: an entry about a mitigation step names the
+step's ``action_id``, and such a step is never a row of its own. An entry's cell reads
+``**Incident detected** — opened, SEV-1, investigating: <reason><br><reason>`` so that
+``parse_report`` can read event, severity, state and reasons back exactly (``&``, ``<``, ``|``,
+``\\`` and line breaks in reasons are written as HTML entities).
 
-``write_report`` and ``report_text`` are the thin I/O around it: they read the incident and its
-samples (from 5 minutes before the opening to the resolution, or ``now``) from the store.
+``load_report`` reads everything the report shows from the store (incident, samples, action
+records, outbox rows) and the incident's folder; ``write_report`` (at resolution) and
+``report_text`` (``hotdash-watch report``) render the same loaded values the same way.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from hotdash_watch.model.action import ActionRecord, Outcome
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.page import OutboxRow
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.chart import svg_chart
 from hotdash_watch.records.diagnostics import artifact_names, incident_dir
@@ -41,18 +45,13 @@ from hotdash_watch.records.findings import (
     Cause,
     causes,
     condition_reasons,
+    describe,
     duration_min,
     iso_utc,
+    mitigations,
     opening_reasons,
-    root_cause_findings,
-)
-from hotdash_watch.records.journal import (
-    ActionRecord,
-    PageRecord,
-    actions_in_timeline,
-    as_actions,
-    as_pages,
     preliminary_root_cause,
+    root_cause_findings,
 )
 
 if TYPE_CHECKING:
@@ -61,46 +60,74 @@ if TYPE_CHECKING:
 __all__ = [
     "LEAD_IN_S",
     "REPORTER",
+    "REPORT_FILE",
     "IncidentNotFound",
+    "PageRecord",
+    "ReportInputs",
+    "ReportSource",
     "incident_chart",
+    "load_report",
+    "page_record",
     "parse_report",
+    "render_loaded",
     "render_report",
     "report_text",
     "report_title",
     "write_report",
 ]
 
-REPORTER = "hotdash-watch"
+
+# --- text forms -------------------------------------------------------------------------------
+
+
+def hms(ts: float, day_shown: str | None = None) -> str:
+    """``12:00:05``; with the date in front when it is not ``day_shown``."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    if day_shown is not None and dt.strftime("%Y-%m-%d") != day_shown:
+        return dt.strftime("%Y-%m-%d %H:%M:%S")
+    return dt.strftime("%H:%M:%S")
+
+
+def day(ts: float) -> str:
+    """``2026-03-01``."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
+
+
+def sev(severity: Severity) -> str:
+    """``SEV-1 (Critical)``."""
+    return f"{severity.value} ({severity.title})"
+
+
+# Characters that would end a table row (str.splitlines breaks on each), written as entities.
+_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
+_CELL_ESCAPES = {"&": "&amp;", "<": "&lt;", "|": "&#124;", "\\": "&#92;",
+                 **{ch: f"&#{ord(ch)};" for ch in _LINE_BREAKS}}
+
+
+def cell(text: str) -> str:
+    """``text`` safe in one table cell and exactly recoverable (``uncell``)."""
+    return "".join(_CELL_ESCAPES.get(ch, ch) for ch in str(text))
+
+
+_ENTITY = re.compile(r"&(amp|lt|#[0-9]+);")
+
+
+def uncell(text: str) -> str:
+    """The inverse of ``cell``: only the entities it writes are read (not ``html.unescape``,
+    which maps some control characters elsewhere)."""
+
+    def one(m: re.Match[str]) -> str:
+        name = m.group(1)
+        return {"amp": "&", "lt": "<"}.get(name) or chr(int(name[1:]))
+
+    return _ENTITY.sub(one, text)
+
+
+# --- the timeline and the chart ---------------------------------------------------------------
+
+
 #: How far before the opening the samples and the chart reach.
 LEAD_IN_S = 300.0
-REPORT_FILE = "report.md"
-
-
-class IncidentNotFound(LookupError):
-    """No incident with that ID is in the store."""
-
-
-class IncidentSource(Protocol):
-    """What the report reads from the store (``records.store.Store`` is one)."""
-
-    async def get_incident(self, incident_id: str) -> Incident | None: ...
-
-    async def samples(self, app: str, start: float, end: float) -> Sequence[Sequence[Any]]: ...
-
-
-# --- words ----------------------------------------------------------------------------------------
-
-_TITLES = {
-    Cause.ALL_MACHINES_DOWN: "All Machines Down",
-    Cause.PARTIAL_OUTAGE: "Partial Outage",
-    Cause.ERROR_RATE: "High Error Rate",
-    Cause.LATENCY: "High Latency",
-    Cause.OOM: "OOM (Out of Memory) Kills",
-    Cause.AUTOSCALING: "Auto-scaling Not Working",
-    Cause.DEPENDENCY: "Dependency Failure",
-    Cause.RECENT_RELEASE: "Bad Release",
-    Cause.SIGNAL: "Reported Incident",
-}
 
 _LABELS = {
     Event.OPENED: "Incident detected",
@@ -121,6 +148,134 @@ _MARKS = {
     Event.MONITORING: "monitoring",
     Event.REGRESSED: "regressed",
     Event.RESOLVED: "resolved",
+}
+
+_SEVERITY_CHANGES = (Event.ESCALATED, Event.ESCALATED_TIMER, Event.DEESCALATED)
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """One page of the incident as the report shows it (see ``page_record``)."""
+
+    at: float
+    channel: str
+    event: str = ""
+    severity: str = ""
+    status: str = ""
+    outcome: str = ""
+
+    def describe(self) -> str:
+        """``SEV-1 Investigating (opened) via slack: sent``."""
+        head = " ".join(p for p in (self.severity, self.status) if p) or "page"
+        if self.event:
+            head += f" ({self.event})"
+        text = f"{head} via {self.channel}" if self.channel else head
+        return f"{text}: {self.outcome}" if self.outcome else text
+
+
+def page_record(row: OutboxRow) -> PageRecord:
+    """An outbox row as the report shows it: sent at ``sent_at`` (queued at ``created_at``
+    while not sent), the page's STATUS, and the row's state as the outcome."""
+    status = row.page.get("status") if isinstance(row.page, Mapping) else None
+    return PageRecord(at=row.sent_at if row.sent_at is not None else row.created_at,
+                      channel=row.channel, event=row.event, severity=row.severity,
+                      status=str(status or ""), outcome=row.state.value)
+
+
+def action_note(incident: Incident, action: ActionRecord) -> str:
+    """What the timeline says of how ``action`` ended (its entry at or after the end), else the
+    step's own text."""
+    if action.ended_at is not None:
+        for e in reversed(incident.timeline):
+            if e.action_id is not None and e.action_id == action.id and e.at >= action.ended_at:
+                return "; ".join(e.reasons)
+    return action.text
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    at: float
+    cell: str
+
+
+def _entry_cell(e: TimelineEntry) -> str:
+    label = _LABELS.get(e.event, e.event.value)
+    before = e.detail.get("from") if isinstance(e.detail, Mapping) else None
+    if before and e.event in _SEVERITY_CHANGES:
+        label += f" from {before}"
+    head = f"**{label}** — {e.event.value}, {e.severity.value}, {e.state.value}"
+    if e.reasons:
+        head += ": " + "<br>".join(cell(r) for r in e.reasons)
+    return head
+
+
+def _action_cell(incident: Incident, a: ActionRecord) -> str:
+    note = action_note(incident, a)
+    return f"**Action** — {cell(describe(a))}" + (f": {cell(note)}" if note else "")
+
+
+def _page_cell(p: PageRecord) -> str:
+    return f"**Page** — {cell(p.describe())}"
+
+
+def timeline_lines(incident: Incident, actions: Sequence[ActionRecord],
+                   pages: Sequence[PageRecord], day: str) -> list[str]:
+    """The timeline table: header, then one row per entry, unlinked action and page."""
+    linked = {e.action_id for e in incident.timeline if e.action_id is not None}
+    entries = [_Row(e.at, _entry_cell(e)) for e in incident.timeline]
+    acts = [_Row(a.at, _action_cell(incident, a)) for a in sorted(actions, key=lambda a: a.at)
+            if a.id is None or a.id not in linked]
+    sent = [_Row(p.at, _page_cell(p)) for p in pages]
+    # A merge, not a sort: the timeline keeps the store's order whatever its times.
+    rows = heapq.merge(entries, acts, sent, key=lambda r: r.at)
+    return ["| Time | Event |", "| ---- | ----- |",
+            *(f"| {hms(r.at, day)} | {r.cell} |" for r in rows)]
+
+
+# --- the chart ------------------------------------------------------------------------------------
+
+
+def _points(samples: Iterable[Sequence[Any]]) -> list[tuple[float, float | None, float | None]]:
+    return [(float(s[0]), s[1], s[2]) for s in samples]
+
+
+def incident_chart(incident: Incident, samples: Iterable[Sequence[Any]],
+                   actions: Iterable[ActionRecord] = (), *, now: float) -> str:
+    """The report's SVG: samples from ``LEAD_IN_S`` before the opening to the end, with the
+    state changes, severity changes and mitigations marked."""
+    end = incident.resolved_at if incident.resolved_at is not None else max(now,
+                                                                            incident.updated_at)
+    start = incident.opened_at - LEAD_IN_S
+    marks: list[tuple[float, str]] = []
+    for e in incident.timeline:
+        if e.event in _MARKS:
+            label = _MARKS[e.event]
+            if e.event is Event.OPENED:
+                label = f"opened {e.severity.value}"
+            marks.append((e.at, label))
+        elif e.event in _SEVERITY_CHANGES:
+            marks.append((e.at, e.severity.value))
+    marks += [(a.at, a.kind.value) for a in mitigations(actions)]
+    return svg_chart(_points(samples), start=start, end=end, marks=marks,
+                     title=f"Error rate and p95 latency of {incident.app}, {incident.id}")
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+
+_TITLES = {
+    Cause.ALL_MACHINES_DOWN: "All Machines Down",
+    Cause.PARTIAL_OUTAGE: "Partial Outage",
+    Cause.ERROR_RATE: "High Error Rate",
+    Cause.LATENCY: "High Latency",
+    Cause.OOM: "OOM (Out of Memory) Kills",
+    Cause.AUTOSCALING: "Auto-scaling Not Working",
+    Cause.DEPENDENCY: "Dependency Failure",
+    Cause.RECENT_RELEASE: "Bad Release",
+    Cause.SIGNAL: "Reported Incident",
 }
 
 _PREVENT: dict[Cause, tuple[str, ...]] = {
@@ -164,45 +319,11 @@ _PREVENT: dict[Cause, tuple[str, ...]] = {
     ),
 }
 
-
-def _hms(ts: float, day: str | None = None) -> str:
-    dt = datetime.fromtimestamp(ts, UTC)
-    if day is not None and dt.strftime("%Y-%m-%d") != day:
-        return dt.strftime("%Y-%m-%d %H:%M:%S")
-    return dt.strftime("%H:%M:%S")
+_RAISED = (Event.ESCALATED, Event.ESCALATED_TIMER)
 
 
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d")
-
-
-def _sev(severity: Severity) -> str:
-    return f"{severity.value} ({severity.title})"
-
-
-# Characters that would end a table row (str.splitlines breaks on each), written as entities.
-_LINE_BREAKS = frozenset("\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029")
-_CELL_ESCAPES = {"&": "&amp;", "<": "&lt;", "|": "&#124;", "\\": "&#92;",
-                 **{ch: f"&#{ord(ch)};" for ch in _LINE_BREAKS}}
-
-
-def _cell(text: str) -> str:
-    """``text`` safe in one table cell and exactly recoverable (``_uncell``)."""
-    return "".join(_CELL_ESCAPES.get(ch, ch) for ch in str(text))
-
-
-_ENTITY = re.compile(r"&(amp|lt|#[0-9]+);")
-
-
-def _uncell(text: str) -> str:
-    """The inverse of ``_cell``: only the entities it writes are read (not ``html.unescape``,
-    which maps some control characters elsewhere)."""
-
-    def one(m: re.Match[str]) -> str:
-        name = m.group(1)
-        return {"amp": "&", "lt": "<"}.get(name) or chr(int(name[1:]))
-
-    return _ENTITY.sub(one, text)
+def _worked(acts: Sequence[ActionRecord]) -> list[ActionRecord]:
+    return [a for a in acts if a.outcome is Outcome.OK]
 
 
 def report_title(incident: Incident, settings: Settings) -> str:
@@ -210,74 +331,6 @@ def report_title(incident: Incident, settings: Settings) -> str:
     found = causes(incident, recent_release_s=settings.fly.recent_release_s)
     kind = _TITLES[found[0]] if found else "Incident"
     return f"{kind} on {incident.app} ({settings.service_name})"
-
-
-# --- the timeline ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Row:
-    at: float
-    cell: str
-
-
-def _entry_cell(e: TimelineEntry) -> str:
-    label = _LABELS.get(e.event, e.event.value)
-    before = e.detail.get("from") if isinstance(e.detail, Mapping) else None
-    if before and e.event in (Event.ESCALATED, Event.ESCALATED_TIMER, Event.DEESCALATED):
-        label += f" from {before}"
-    head = f"**{label}** — {e.event.value}, {e.severity.value}, {e.state.value}"
-    if e.reasons:
-        head += ": " + "<br>".join(_cell(r) for r in e.reasons)
-    return head
-
-
-def _action_cell(a: ActionRecord) -> str:
-    text = f"**Action** — {_cell(a.describe())}"
-    return text + (f": {_cell(a.reason)}" if a.reason else "")
-
-
-def _page_cell(p: PageRecord) -> str:
-    return f"**Page** — {_cell(p.describe())}"
-
-
-def _timeline_rows(incident: Incident, actions: Sequence[ActionRecord],
-                   pages: Sequence[PageRecord]) -> list[_Row]:
-    entries = [_Row(e.at, _entry_cell(e)) for e in incident.timeline]
-    acts = [_Row(a.at, _action_cell(a)) for a in actions]
-    sent = [_Row(p.at, _page_cell(p)) for p in pages]
-    # A merge, not a sort: the timeline keeps the store's order whatever its times.
-    return list(heapq.merge(entries, acts, sent, key=lambda r: r.at))
-
-
-# --- the chart ------------------------------------------------------------------------------------
-
-
-def _points(samples: Iterable[Sequence[Any]]) -> list[tuple[float, float | None, float | None]]:
-    return [(float(s[0]), s[1], s[2]) for s in samples]
-
-
-def incident_chart(incident: Incident, samples: Iterable[Sequence[Any]],
-                   actions: Iterable[Any] = (), *, now: float) -> str:
-    """The report's SVG: samples from ``LEAD_IN_S`` before the opening to the end."""
-    end = incident.resolved_at if incident.resolved_at is not None else max(now,
-                                                                            incident.updated_at)
-    start = incident.opened_at - LEAD_IN_S
-    marks: list[tuple[float, str]] = []
-    for e in incident.timeline:
-        if e.event in _MARKS:
-            label = _MARKS[e.event]
-            if e.event is Event.OPENED:
-                label = f"opened {e.severity.value}"
-            marks.append((e.at, label))
-        elif e.event in (Event.ESCALATED, Event.ESCALATED_TIMER, Event.DEESCALATED):
-            marks.append((e.at, e.severity.value))
-    marks += [(a.at, a.kind) for a in as_actions(actions)]
-    return svg_chart(_points(samples), start=start, end=end, marks=marks,
-                     title=f"Error rate and p95 latency of {incident.app}, {incident.id}")
-
-
-# --- sections -------------------------------------------------------------------------------------
 
 
 def _end(incident: Incident, now: float) -> float:
@@ -310,28 +363,27 @@ def _peaks(samples: Sequence[Sequence[Any]], incident: Incident
             float(p95) if isinstance(p95, int | float) else None, "the last assessment")
 
 
-def _summary(incident: Incident, acts: Sequence[ActionRecord], settings: Settings,
-             now: float) -> list[str]:
+def summary(incident: Incident, acts: Sequence[ActionRecord], settings: Settings,
+            now: float) -> list[str]:
     reasons = opening_reasons(incident)
     first = reasons[0] if reasons else "a condition the watcher graded"
     opened = next((e for e in incident.timeline if e.event is Event.OPENED), None)
     start_sev = opened.severity if opened else incident.max_severity
-    text = (f"{settings.service_name} app `{incident.app}` had a {_sev(incident.max_severity)} "
-            f"incident. hotdash-watch detected it at {_hms(incident.opened_at)} UTC as "
+    text = (f"{settings.service_name} app `{incident.app}` had a {sev(incident.max_severity)} "
+            f"incident. hotdash-watch detected it at {hms(incident.opened_at)} UTC as "
             f"{start_sev.value}: {first}.")
-    raised = [e for e in incident.timeline
-              if e.event in (Event.ESCALATED, Event.ESCALATED_TIMER)]
+    raised = [e for e in incident.timeline if e.event in _RAISED]
     if raised:
         text += " It was escalated " + ", then ".join(
-            f"to {e.severity.value} at {_hms(e.at)}" for e in raised) + "."
-    worked = [a for a in acts if a.worked]
+            f"to {e.severity.value} at {hms(e.at)}" for e in raised) + "."
+    worked = _worked(acts)
     if worked:
-        text += f" It was mitigated by {worked[-1].describe()} at {_hms(worked[-1].at)}."
+        text += f" It was mitigated by {describe(worked[-1])} at {hms(worked[-1].at)}."
     elif acts:
         text += f" {len(acts)} mitigation(s) were tried without success."
     if incident.resolved_at is not None:
         text += (f" Recovery was verified and the incident resolved at "
-                 f"{_hms(incident.resolved_at)} UTC, "
+                 f"{hms(incident.resolved_at)} UTC, "
                  f"{duration_min(incident.resolved_at - incident.opened_at)} min after "
                  "detection.")
     else:
@@ -340,8 +392,8 @@ def _summary(incident: Incident, acts: Sequence[ActionRecord], settings: Setting
     return [text]
 
 
-def _impact(incident: Incident, samples: Sequence[Sequence[Any]], settings: Settings,
-            now: float) -> list[str]:
+def impact(incident: Incident, samples: Sequence[Sequence[Any]], settings: Settings,
+           now: float) -> list[str]:
     peak_ratio, peak_p95, source = _peaks(samples, incident)
     measured = []
     if peak_ratio is not None:
@@ -358,42 +410,38 @@ def _impact(incident: Incident, samples: Sequence[Sequence[Any]], settings: Sett
         state = "degraded, not down"
     minutes = duration_min(_end(incident, now) - incident.opened_at)
     ongoing = "" if incident.resolved_at is not None else " so far (ongoing)"
-    spent = ", ".join(f"{sev.value} {duration_min(s)} min"
-                      for sev, s in _severity_minutes(incident, now))
+    spent = ", ".join(f"{level.value} {duration_min(s)} min"
+                      for level, s in _severity_minutes(incident, now))
     lines = [
         f"- **Users Affected**: {users}",
         f"- **Services Down**: {settings.service_name} `{incident.app}`: {state}",
         f"- **Duration**: {minutes} minutes{ongoing}",
-        f"- **Peak Severity**: {_sev(incident.max_severity)}",
+        f"- **Peak Severity**: {sev(incident.max_severity)}",
     ]
     if spent:
         lines.append(f"- **Time at Each Severity**: {spent}")
     return lines
 
 
-def _later_reasons(incident: Incident) -> list[str]:
-    first = set(opening_reasons(incident))
-    return [r for r in condition_reasons(incident) if r not in first]
-
-
-def _root_cause(incident: Incident, acts: Sequence[ActionRecord],
-                settings: Settings) -> list[str]:
+def root_cause(incident: Incident, acts: Sequence[ActionRecord],
+               settings: Settings) -> list[str]:
     recent = settings.fly.recent_release_s
     findings_line = preliminary_root_cause(incident, acts, recent_release_s=recent)
     out = [f"**Preliminary findings**: {findings_line}",
            "", "Reasons given by the classifier when the incident opened:", ""]
     out += [f"- {r}" for r in opening_reasons(incident)] or ["- none recorded"]
-    later = _later_reasons(incident)
+    first = set(opening_reasons(incident))
+    later = [r for r in condition_reasons(incident) if r not in first]
     if later:
         out += ["", "Reasons given later in the incident:", ""]
         out += [f"- {r}" for r in later]
-    findings = root_cause_findings(incident, recent_release_s=recent)
-    if findings:
+    evidence = root_cause_findings(incident, recent_release_s=recent)
+    if evidence:
         out += ["", "Evidence pointing at a cause:", ""]
-        out += [f"- {f}" for f in findings]
-    worked = [a for a in acts if a.worked]
+        out += [f"- {f}" for f in evidence]
+    worked = _worked(acts)
     out += ["", "Mitigation that worked: " + (
-        f"{worked[-1].describe()} at {_hms(worked[-1].at)} UTC" if worked
+        f"{describe(worked[-1])} at {hms(worked[-1].at)} UTC" if worked
         else "none by the watcher")]
     out += ["", "_The confirmed root cause is to be completed by the team._"]
     return out
@@ -424,11 +472,12 @@ def _verification(detail: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _resolution(incident: Incident, acts: Sequence[ActionRecord], now: float) -> list[str]:
+def resolution(incident: Incident, acts: Sequence[ActionRecord], now: float) -> list[str]:
     out = ["Actions taken:", ""]
     if acts:
-        out += [f"{i}. {_hms(a.at)} UTC: {a.describe()}" + (f" ({a.reason})" if a.reason else "")
-                for i, a in enumerate(acts, start=1)]
+        for i, a in enumerate(acts, start=1):
+            note = action_note(incident, a)
+            out.append(f"{i}. {hms(a.at)} UTC: {describe(a)}" + (f" ({note})" if note else ""))
     else:
         out.append("- no automatic mitigation was taken by the watcher")
     resolved = next((e for e in reversed(incident.timeline) if e.event is Event.RESOLVED), None)
@@ -444,12 +493,12 @@ def _resolution(incident: Incident, acts: Sequence[ActionRecord], now: float) ->
     return out
 
 
-def _preventive(incident: Incident, acts: Sequence[ActionRecord],
-                settings: Settings) -> list[str]:
+def preventive(incident: Incident, acts: Sequence[ActionRecord],
+               settings: Settings) -> list[str]:
     items: list[str] = []
     for cause in causes(incident, recent_release_s=settings.fly.recent_release_s):
         items += [i.replace("<app>", incident.app) for i in _PREVENT[cause] if i not in items]
-    if acts and not any(a.worked for a in acts):
+    if acts and not _worked(acts):
         items.append("Review why the automatic mitigations did not help and update the "
                      "runbook's mitigation table")
     items.append("Update the runbook with this failure mode and review the alert thresholds "
@@ -457,8 +506,8 @@ def _preventive(incident: Incident, acts: Sequence[ActionRecord],
     return [f"{i}. {item} (Owner: TBD, Due: TBD)" for i, item in enumerate(items, start=1)]
 
 
-def _lessons(incident: Incident, acts: Sequence[ActionRecord], pages: Sequence[PageRecord],
-             now: float) -> list[str]:
+def lessons(incident: Incident, acts: Sequence[ActionRecord],
+            pages: Sequence[PageRecord]) -> list[str]:
     well: list[str] = []
     better: list[str] = []
     if pages:
@@ -468,10 +517,10 @@ def _lessons(incident: Incident, acts: Sequence[ActionRecord], pages: Sequence[P
     if acts:
         well.append(f"the first mitigation started "
                     f"{duration_min(acts[0].at - incident.opened_at)} min after detection")
-        failed = [a for a in acts if not a.worked]
+        failed = [a for a in acts if a.outcome is not Outcome.OK]
         if failed:
             better.append(f"{len(failed)} of {len(acts)} mitigations did not work: "
-                          + ", ".join(a.describe() for a in failed))
+                          + ", ".join(describe(a) for a in failed))
     monitoring = next((e for e in incident.timeline if e.event is Event.MONITORING), None)
     if monitoring is not None:
         well.append(f"the signals cleared {duration_min(monitoring.at - incident.opened_at)} "
@@ -479,7 +528,7 @@ def _lessons(incident: Incident, acts: Sequence[ActionRecord], pages: Sequence[P
     regressions = sum(e.event is Event.REGRESSED for e in incident.timeline)
     if regressions:
         better.append(f"the signals came back {regressions} time(s) during verification")
-    raised = [e for e in incident.timeline if e.event in (Event.ESCALATED, Event.ESCALATED_TIMER)]
+    raised = [e for e in incident.timeline if e.event in _RAISED]
     if raised:
         better.append(f"the incident got worse after detection ({len(raised)} escalation(s))")
     if not acts:
@@ -494,8 +543,8 @@ def _lessons(incident: Incident, acts: Sequence[ActionRecord], pages: Sequence[P
     ]
 
 
-def _appendix(incident: Incident, diagnostics_dir: str | None, link_base: str | None,
-              settings: Settings) -> list[str]:
+def appendix(incident: Incident, diagnostics_dir: str | None, link_base: str | None,
+             settings: Settings) -> list[str]:
     out = []
     if diagnostics_dir is None:
         out.append("- Diagnostic artifacts: not captured")
@@ -512,59 +561,63 @@ def _appendix(incident: Incident, diagnostics_dir: str | None, link_base: str | 
     return out
 
 
+# --- the report -------------------------------------------------------------------------------
+
+
+REPORTER = "hotdash-watch"
+
+
+def _duration(incident: Incident, now: float) -> str:
+    end = incident.resolved_at
+    if end is not None:
+        return (f"{iso_utc(incident.opened_at)} to {iso_utc(end)} "
+                f"({duration_min(end - incident.opened_at)} min)")
+    return (f"{iso_utc(incident.opened_at)} to ongoing "
+            f"({duration_min(now - incident.opened_at)} min as of {iso_utc(now)})")
+
+
 def render_report(
     incident: Incident,
     *,
     samples: Sequence[Sequence[Any]],
-    actions: Iterable[Any] = (),
-    pages: Iterable[Any] = (),
+    actions: Sequence[ActionRecord] = (),
+    pages: Sequence[PageRecord] = (),
     diagnostics_dir: str | None,
     settings: Settings,
     now: float,
     link_base: str | None = None,
 ) -> str:
-    """The report in the runbook's template (see the module docstring). Pure.
+    """The report of ``incident`` (see the module docstring).
 
-    ``samples`` are the store's ``(at, error_ratio, p95_ms, severity)``; ``actions`` and
-    ``pages`` anything ``as_actions`` / ``as_pages`` take. Links to the diagnostics use
-    ``link_base`` when given (the report sits next to them), else ``diagnostics_dir``.
+    ``samples`` are the store's ``(at, error_ratio, p95_ms, severity)``; ``actions`` the
+    store's action records of the incident; ``pages`` its outbox rows as ``PageRecord``s,
+    oldest first. Links to the diagnostics use ``link_base`` when given (the report sits next
+    to them), else ``diagnostics_dir``.
     """
-    given = as_actions(actions)
-    seen = {(a.at, a.kind, a.target) for a in given}
-    acts = sorted(given + [a for a in actions_in_timeline(incident)
-                           if (a.at, a.kind, a.target) not in seen], key=lambda a: a.at)
-    sent = as_pages(pages)
+    acts = mitigations(actions)
+    pages = sorted(pages, key=lambda p: p.at)
     samples = list(samples)
-    end = incident.resolved_at
-    duration = (f"{iso_utc(incident.opened_at)} to {iso_utc(end)} "
-                f"({duration_min(end - incident.opened_at)} min)") if end is not None else (
-        f"{iso_utc(incident.opened_at)} to ongoing "
-        f"({duration_min(now - incident.opened_at)} min as of {iso_utc(now)})")
-    day = _day(incident.opened_at)
+    shown_day = day(incident.opened_at)
     lines = [
         f"# Incident Report: {report_title(incident, settings)}",
         "",
         f"**Incident ID**: {incident.id}  ",
-        f"**Severity**: {_sev(incident.max_severity)}  ",
-        f"**Date**: {day}  ",
-        f"**Duration**: {duration}  ",
+        f"**Severity**: {sev(incident.max_severity)}  ",
+        f"**Date**: {shown_day}  ",
+        f"**Duration**: {_duration(incident, now)}  ",
         f"**Reporter**: {REPORTER}  ",
         f"**App**: {incident.app}  ",
         f"**Status**: {incident.state.status}",
         "",
         "## Summary",
         "",
-        *_summary(incident, acts, settings, now),
+        *summary(incident, acts, settings, now),
         "",
         "## Timeline",
         "",
         "Times are UTC.",
         "",
-        "| Time | Event |",
-        "| ---- | ----- |",
-        *(f"| {_hms(r.at, day)} | {r.cell} |"
-          for r in _timeline_rows(incident, [a for a in acts if (a.at, a.kind, a.target) in seen],
-                                  sent)),
+        *timeline_lines(incident, actions, pages, shown_day),
         "",
         incident_chart(incident, samples, acts, now=now),
         "",
@@ -574,33 +627,34 @@ def render_report(
         "",
         "## Impact",
         "",
-        *_impact(incident, samples, settings, now),
+        *impact(incident, samples, settings, now),
         "",
         "## Root Cause",
         "",
-        *_root_cause(incident, acts, settings),
+        *root_cause(incident, acts, settings),
         "",
         "## Resolution",
         "",
-        *_resolution(incident, acts, now),
+        *resolution(incident, acts, now),
         "",
         "## Preventive Actions",
         "",
-        *_preventive(incident, acts, settings),
+        *preventive(incident, acts, settings),
         "",
         "## Lessons Learned",
         "",
-        *_lessons(incident, acts, sent, now),
+        *lessons(incident, acts, pages),
         "",
         "## Appendix",
         "",
-        *_appendix(incident, diagnostics_dir, link_base, settings),
+        *appendix(incident, diagnostics_dir, link_base, settings),
         "",
     ]
     return "\n".join(lines)
 
 
-# --- reading it back ------------------------------------------------------------------------------
+# --- reading it back --------------------------------------------------------------------------
+
 
 _TITLE = re.compile(r"^# Incident Report: (?P<title>.*?)\s*$")
 _FIELD = re.compile(r"^\*\*(?P<key>[^*]+)\*\*: (?P<value>.*?)\s*$")
@@ -622,12 +676,12 @@ def _timeline_row(time: str, cell: str) -> dict[str, Any]:
         return {"time": time, "kind": "entry", "label": entry.group("label"),
                 "event": entry.group("event"), "severity": entry.group("severity"),
                 "state": entry.group("state"),
-                "reasons": [] if reasons is None else [_uncell(r) for r in reasons.split("<br>")]}
+                "reasons": [] if reasons is None else [uncell(r) for r in reasons.split("<br>")]}
     other = _OTHER.match(cell)
     if other:
         return {"time": time, "kind": other.group("kind").lower(),
-                "text": _uncell(other.group("text"))}
-    return {"time": time, "kind": "unknown", "text": _uncell(cell)}
+                "text": uncell(other.group("text"))}
+    return {"time": time, "kind": "unknown", "text": uncell(cell)}
 
 
 def parse_report(markdown: str) -> dict[str, Any]:
@@ -677,22 +731,77 @@ def parse_report(markdown: str) -> dict[str, Any]:
     return out
 
 
-# --- I/O ------------------------------------------------------------------------------------------
+# --- I/O --------------------------------------------------------------------------------------
 
 
-async def _load(store: IncidentSource, incident_id: str, now: float
-                ) -> tuple[Incident, list[Sequence[Any]]]:
-    incident = await store.get_incident(incident_id)
-    if incident is None:
-        raise IncidentNotFound(f"no incident {incident_id!r} in the store")
-    end = incident.resolved_at if incident.resolved_at is not None else now
-    samples = await store.samples(incident.app, incident.opened_at - LEAD_IN_S, end)
-    return incident, list(samples)
+REPORT_FILE = "report.md"
+#: The most outbox rows of one incident a report lists.
+PAGES_LIMIT = 1000
+
+
+class IncidentNotFound(LookupError):
+    """No incident with that ID is in the store."""
+
+
+class ReportSource(Protocol):
+    """What the report reads from the store (``records.store.Store`` is one)."""
+
+    async def get_incident(self, incident_id: str) -> Incident | None: ...
+
+    async def samples(self, app: str, start: float, end: float) -> Sequence[Sequence[Any]]: ...
+
+    async def actions_since(self, since: float, *, app: str | None = None,
+                            incident_id: str | None = None) -> list[ActionRecord]: ...
+
+    async def list_pages(self, incident_id: str | None = None, limit: int = 100
+                         ) -> list[OutboxRow]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ReportInputs:
+    """Everything a report shows, as read from the store and the incident's folder."""
+
+    incident: Incident
+    samples: tuple[Sequence[Any], ...]
+    actions: tuple[ActionRecord, ...]
+    pages: tuple[PageRecord, ...]
+    directory: Path  # the incident's folder, where report.md goes
+    captured: bool  # whether diagnostics are in it
 
 
 def _has_diagnostics(directory: Path) -> bool:
     return directory.is_dir() and any(
         p.name != REPORT_FILE and not p.name.endswith(".tmp") for p in directory.iterdir())
+
+
+def _sent_order(row: OutboxRow) -> tuple[float, int]:
+    return (row.sent_at if row.sent_at is not None else row.created_at, row.id)
+
+
+async def load_report(store: ReportSource, incident_id: str, out_dir: Path, *,
+                      now: float) -> ReportInputs:
+    """Read what the report of ``incident_id`` shows. ``IncidentNotFound`` for an unknown ID,
+    ``StoreError`` when the store cannot be read."""
+    incident = await store.get_incident(incident_id)
+    if incident is None:
+        raise IncidentNotFound(f"no incident {incident_id!r} in the store")
+    end = incident.resolved_at if incident.resolved_at is not None else now
+    samples = await store.samples(incident.app, incident.opened_at - LEAD_IN_S, end)
+    actions = await store.actions_since(0.0, incident_id=incident.id)
+    rows = await store.list_pages(incident_id=incident.id, limit=PAGES_LIMIT)
+    directory = incident_dir(Path(out_dir), incident)
+    captured = await asyncio.to_thread(_has_diagnostics, directory)
+    return ReportInputs(incident=incident, samples=tuple(samples), actions=tuple(actions),
+                        pages=tuple(page_record(r) for r in sorted(rows, key=_sent_order)),
+                        directory=directory, captured=captured)
+
+
+def render_loaded(inputs: ReportInputs, *, settings: Settings, now: float) -> str:
+    """The report of loaded values; links to the diagnostics are relative to their folder."""
+    return render_report(inputs.incident, samples=inputs.samples, actions=inputs.actions,
+                         pages=inputs.pages,
+                         diagnostics_dir=str(inputs.directory) if inputs.captured else None,
+                         link_base="." if inputs.captured else None, settings=settings, now=now)
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -702,39 +811,24 @@ def _write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
-async def write_report(
-    store: IncidentSource,
-    incident_id: str,
-    out_dir: Path,
-    *,
-    settings: Settings,
-    now: float,
-    actions: Iterable[Any] = (),
-    pages: Iterable[Any] = (),
-) -> Path:
+async def write_report(store: ReportSource, incident_id: str, out_dir: Path, *,
+                       settings: Settings, now: float, pages: object = None) -> Path:
     """Render the incident from the store to ``out_dir/incident-<ts>/report.md``; its path.
 
     ``IncidentNotFound`` for an unknown ID; ``StoreError`` or ``OSError`` when reading or
-    writing fails.
+    writing fails. ``pages`` is not used (the pages are read from the store's outbox); it is
+    accepted so that callers which still pass them keep working.
     """
-    incident, samples = await _load(store, incident_id, now)
-    directory = incident_dir(Path(out_dir), incident)
-    captured = await asyncio.to_thread(_has_diagnostics, directory)
-    text = render_report(incident, samples=samples, actions=actions, pages=pages,
-                         diagnostics_dir=str(directory) if captured else None,
-                         link_base="." if captured else None, settings=settings, now=now)
-    path = directory / REPORT_FILE
-    await asyncio.to_thread(_write_text, path, text)
+    del pages
+    inputs = await load_report(store, incident_id, out_dir, now=now)
+    path = inputs.directory / REPORT_FILE
+    await asyncio.to_thread(_write_text, path, render_loaded(inputs, settings=settings, now=now))
     return path
 
 
-async def report_text(store: IncidentSource, incident_id: str, *, settings: Settings,
-                      now: float, actions: Iterable[Any] = (), pages: Iterable[Any] = ()
-                      ) -> str:
-    """The report of ``incident_id`` rendered again from the store (``hotdash-watch report``)."""
-    incident, samples = await _load(store, incident_id, now)
-    directory = incident_dir(Path(settings.notify.artifacts_dir), incident)
-    captured = await asyncio.to_thread(_has_diagnostics, directory)
-    return render_report(incident, samples=samples, actions=actions, pages=pages,
-                         diagnostics_dir=str(directory) if captured else None,
-                         settings=settings, now=now)
+async def report_text(store: ReportSource, incident_id: str, *, settings: Settings,
+                      now: float) -> str:
+    """The report of ``incident_id`` as ``write_report`` writes it to the configured
+    ``notify.artifacts_dir`` (``hotdash-watch report``)."""
+    inputs = await load_report(store, incident_id, Path(settings.notify.artifacts_dir), now=now)
+    return render_loaded(inputs, settings=settings, now=now)

@@ -23,6 +23,7 @@ from hotdash_watch.clock import Clock
 from hotdash_watch.config import Settings
 from hotdash_watch.fly import FlyClient
 from hotdash_watch.incidents import advance
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from hotdash_watch.model.incident import Incident, TimelineEntry
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.store import Store
@@ -68,6 +69,18 @@ def run_story(settings: Settings, *, resolve: bool = True) -> Story:
             steps.append((inc, step.entries))
     assert inc is not None
     return Story(inc, tuple(steps))
+
+
+def action(at: float, kind: str, target: str = "", outcome: str = "ok", *,
+           id: int | None = None, ended_at: float | None = None, text: str = "",
+           incident_id: str | None = None) -> ActionRecord:
+    """A step as the store keeps it; an ended one ends at ``at`` unless ``ended_at`` says."""
+    done = Outcome(outcome)
+    if ended_at is None and done.ended:
+        ended_at = at
+    return ActionRecord(id=id, app=APP, incident_id=incident_id, kind=ActionKind(kind),
+                        target=target, reason="test", text=text, outcome=done, at=at,
+                        ended_at=ended_at)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import sys
-from enum import StrEnum
 from pathlib import Path
 
 import pytest
@@ -16,20 +15,24 @@ from hotdash_watch.config import Settings
 from hotdash_watch.model.findings import Finding, Reason
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
-from hotdash_watch.records.findings import CAUSE_OF, Cause, causes, duration_min, iso_utc
-from hotdash_watch.records.journal import (
-    ActionRecord,
-    Journal,
-    PageRecord,
-    action_lines,
-    as_actions,
-    as_pages,
-    opened_lines,
+from hotdash_watch.records.findings import (
+    CAUSE_OF,
+    Cause,
+    causes,
+    describe,
+    duration_min,
+    iso_utc,
+    mitigations,
     preliminary_root_cause,
+)
+from hotdash_watch.records.journal import (
+    Journal,
+    action_lines,
+    opened_lines,
     resolved_lines,
     severity_lines,
 )
-from tests.records.conftest import APP, T0, run_story
+from tests.records.conftest import APP, T0, action, run_story
 
 REASON = "error rate 62.0 % over 60 s (62/100 probes) > 50.0 %"
 
@@ -68,7 +71,7 @@ class TestOpenedLines:
     def test_service_name_and_actions(self) -> None:
         """The service name comes from settings and the actions fill Action Taken."""
         lines = opened_lines(
-            incident(), T0 + 3, [ActionRecord(T0 + 1, "restart", "148e21ea7e0389", "ok")],
+            incident(), T0 + 3, [action(T0 + 1, "restart", "148e21ea7e0389", "ok")],
             settings=Settings(service_name="LlamaIndex MCP"))
         assert lines[0] == f"[2026-03-01T12:00:08Z] SEV-1 INCIDENT - LlamaIndex MCP ({APP})"
         assert lines[3] == "Action Taken: restart 148e21ea7e0389 (ok)"
@@ -113,8 +116,8 @@ class TestActionLines:
     def test_action_block(self) -> None:
         """Several actions are listed in time order with their outcomes."""
         lines = action_lines(incident(), [
-            {"at_s": T0 + 30, "kind": "rollback", "target": "v4", "outcome": "failed"},
-            ActionRecord(T0 + 10, "restart", "m1", "ok"),
+            action(T0 + 30, "rollback", "v4", "failed"),
+            action(T0 + 10, "restart", "m1", "ok"),
         ], T0 + 31)
         assert lines == [
             f"[2026-03-01T12:00:36Z] SEV-1 INCIDENT - Agent SDK ({APP})",
@@ -146,7 +149,7 @@ class TestPreliminaryRootCause:
 
     def test_reasons_and_no_action(self) -> None:
         """Without actions, a resolved incident says it recovered on its own."""
-        text = preliminary_root_cause(incident(resolved_at=T0 + 60), recent_release_s=7200)
+        text = preliminary_root_cause(incident(resolved_at=T0 + 60), [], recent_release_s=7200)
         assert text == f"{REASON}; recovered without a mitigation by the watcher"
 
     def test_evidence_and_mitigation(self) -> None:
@@ -159,8 +162,8 @@ class TestPreliminaryRootCause:
             "machines": {"oom_kills": 2},
         })
         text = preliminary_root_cause(inc, [
-            ActionRecord(T0 + 20, "restart", "m1", "failed"),
-            ActionRecord(T0 + 90, "rollback", "v4", "ok"),
+            action(T0 + 20, "restart", "m1", "failed"),
+            action(T0 + 90, "rollback", "v4", "ok"),
         ], recent_release_s=7200)
         assert text == (
             f"{REASON}; evidence: logs point at a dependency (openai, supabase), release v5 "
@@ -170,25 +173,47 @@ class TestPreliminaryRootCause:
     def test_old_release_is_not_a_suspect(self) -> None:
         """A release older than the recent-release span is not cited."""
         inc = incident(evidence={"release": {"current_version": 5, "deployed_s_ago": 90000}})
-        assert "release" not in preliminary_root_cause(inc, recent_release_s=7200)
+        assert "release" not in preliminary_root_cause(inc, [], recent_release_s=7200)
         assert Cause.RECENT_RELEASE not in causes(inc, recent_release_s=7200)
 
     def test_worst_reasons_follow_an_escalation(self, settings: Settings) -> None:
         """An incident that got worse names its reasons at the worst severity too."""
         story = run_story(settings)
-        text = preliminary_root_cause(story.incident, recent_release_s=7200)
+        text = preliminary_root_cause(story.incident, [], recent_release_s=7200)
         assert text.startswith("error rate 20.0 % over 60 s (20/100 probes) >= 10.0 %; "
                                "at its worst (SEV-1): error rate 62.0 %")
 
-    def test_actions_recorded_in_the_timeline_count(self) -> None:
-        """A timeline entry whose detail names an action is the mitigation that worked."""
+    def test_the_action_records_are_the_mitigations(self) -> None:
+        """The store's records name what worked; a timeline entry's detail is not a record."""
         base = incident(resolved_at=T0 + 600)
-        mitigating = TimelineEntry(T0 + 30, Event.MITIGATING, State.MITIGATING, Severity.SEV1,
-                                   notes=("restart",),
+        mitigating = TimelineEntry(T0 + 30, Event.NOTE, State.MITIGATING, Severity.SEV1,
+                                   notes=("restart of m1 ok",), action_id=3,
                                    detail={"action": "restart", "target": "m1", "outcome": "ok"})
         inc = dataclasses.replace(base, timeline=(*base.timeline, mitigating))
-        assert preliminary_root_cause(inc, recent_release_s=7200).endswith(
+        assert preliminary_root_cause(inc, [action(T0 + 30, "restart", "m1", "ok", id=3)],
+                                      recent_release_s=7200).endswith(
             "mitigated by restart m1 (ok) at 2026-03-01T12:00:35Z")
+        assert preliminary_root_cause(inc, [], recent_release_s=7200).endswith(
+            "recovered without a mitigation by the watcher")
+
+    @pytest.mark.parametrize(("actions", "ending"), [
+        ([action(T0 + 5, "page", "hotdash-api", "ok")],
+         "recovered without a mitigation by the watcher"),
+        ([action(T0 + 5, "rollback", "hotdash-api", "started")],
+         "recovered without a mitigation by the watcher"),
+        ([action(T0 + 5, "restart", "m1", "vetoed"), action(T0 + 9, "start", "m2", "failed")],
+         "recovered although no mitigation succeeded (tried: restart m1 (vetoed), "
+         "start m2 (failed))"),
+        ([action(T0 + 5, "restart", "m1", "ok"), action(T0 + 9, "start", "m2", "ok")],
+         "mitigated by start m2 (ok) at 2026-03-01T12:00:14Z"),
+        (None, "mitigations not known (the action records could not be read)"),
+    ])
+    def test_what_the_mitigations_came_to(self, actions: list | None, ending: str) -> None:
+        """A page-only step and a running one are not mitigations; the last that worked is
+        named, else what was tried; unreadable records say so."""
+        text = preliminary_root_cause(incident(resolved_at=T0 + 600), actions,
+                                      recent_release_s=7200)
+        assert text == f"{REASON}; {ending}"
 
     @pytest.mark.parametrize(("reason", "cause"), [
         (Reason.ALL_MACHINES_DOWN, Cause.ALL_MACHINES_DOWN),
@@ -227,55 +252,30 @@ class TestPreliminaryRootCause:
         inc = incident(evidence={"release": {"deployed_s_ago": 3 * 3600, "current_version": 4}})
         assert Cause.RECENT_RELEASE in causes(inc, recent_release_s=4 * 3600)
         assert Cause.RECENT_RELEASE not in causes(inc, recent_release_s=2 * 3600)
-        assert "release v4" in preliminary_root_cause(inc, recent_release_s=4 * 3600)
-        assert "release v4" not in preliminary_root_cause(inc, recent_release_s=2 * 3600)
+        assert "release v4" in preliminary_root_cause(inc, [], recent_release_s=4 * 3600)
+        assert "release v4" not in preliminary_root_cause(inc, [], recent_release_s=2 * 3600)
 
 
-class TestRecords:
-    """Actions and pages are accepted as records, mappings or objects."""
+class TestDescribe:
+    """An action record reads as kind, target and outcome."""
 
-    def test_mapping_and_object(self) -> None:
-        """Mappings (with at or at_s) and attribute objects become sorted ActionRecords."""
+    @pytest.mark.parametrize(("record", "text"), [
+        (action(T0, "restart", "148e21ea7e0389", "ok"), "restart 148e21ea7e0389 (ok)"),
+        (action(T0, "rollback", "v4", "failed"), "rollback v4 (failed)"),
+        (action(T0, "rollback", "hotdash-api", "started"), "rollback hotdash-api (in progress)"),
+        (action(T0, "raise_memory", "m1", "dry_run"), "raise_memory m1 (dry_run)"),
+        (action(T0, "scale_out", "", "vetoed"), "scale_out (vetoed)"),
+    ])
+    def test_describe(self, record, text: str) -> None:
+        assert describe(record) == text
 
-        @dataclasses.dataclass
-        class Done:
-            at: float
-            kind: str
-            target: str
-            outcome: str
-
-        acts = as_actions([Done(5.0, "start", "m2", "ok"), {"at_s": 1, "kind": "restart"}])
-        assert acts == [ActionRecord(1.0, "restart"), ActionRecord(5.0, "start", "m2", "ok")]
-
-    def test_outbox_row_like_page(self) -> None:
-        """A stored page (sent_at or created_at, state, page JSON) reads as a PageRecord."""
-
-        class State(StrEnum):
-            SENT = "sent"
-
-        @dataclasses.dataclass
-        class Row:
-            channel: str
-            event: str
-            severity: str
-            state: State
-            page: dict
-            created_at: float
-            sent_at: float | None
-
-        pages = as_pages([Row("slack", "opened", "SEV-1", State.SENT,
-                              {"status": "Investigating"}, T0, None)])
-        assert pages == [PageRecord(T0, "slack", "opened", "SEV-1", "Investigating", "sent")]
-
-    def test_a_record_needs_a_time(self) -> None:
-        """Without any time field the record is refused."""
-        with pytest.raises(ValueError, match="needs a time"):
-            as_actions([{"kind": "restart"}])
-
-    def test_page_description(self) -> None:
-        """A page reads as severity, status, event, channel and outcome."""
-        page = PageRecord(T0, "slack", "opened", "SEV-1", "Investigating", "sent")
-        assert page.describe() == "SEV-1 Investigating (opened) via slack: sent"
+    def test_mitigations_are_ended_steps_on_fly_oldest_first(self) -> None:
+        """Pages and running steps are left out; the rest come in time order."""
+        acts = [action(T0 + 9, "start", "m2", "ok"), action(T0 + 1, "page", "app", "ok"),
+                action(T0 + 2, "restart", "m1", "deferred"),
+                action(T0 + 3, "rollback", "app", "started")]
+        assert [describe(a) for a in mitigations(acts)] == [
+            "restart m1 (deferred)", "start m2 (ok)"]
 
 
 def _block(writer: int, n: int) -> list[str]:

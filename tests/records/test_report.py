@@ -20,18 +20,20 @@ from hotdash_watch.clock import ManualClock
 from hotdash_watch.config import Settings
 from hotdash_watch.model.findings import Finding, Reason
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
+from hotdash_watch.model.page import OutboxRow, PageState
 from hotdash_watch.model.severity import Severity
 from hotdash_watch.records.diagnostics import capture
-from hotdash_watch.records.journal import ActionRecord, PageRecord
 from hotdash_watch.records.report import (
     IncidentNotFound,
+    PageRecord,
+    page_record,
     parse_report,
     render_report,
     report_text,
     write_report,
 )
 from hotdash_watch.records.store import Store
-from tests.records.conftest import APP, T0, Story, run_story
+from tests.records.conftest import APP, T0, Story, action, run_story
 from tests.support.factories import settings as make_settings
 
 SVG = "{http://www.w3.org/2000/svg}"
@@ -116,9 +118,8 @@ class TestRenderReport:
         story = run_story(settings)
         text = render_report(
             story.incident, samples=[], diagnostics_dir=None, settings=settings, now=T0,
-            actions=[ActionRecord(T0 + 90, "restart", "m1", "ok", "checks critical")],
-            pages=[{"at": T0 + 1, "channel": "slack", "event": "opened", "severity": "SEV-2",
-                    "status": "Investigating", "outcome": "sent"}])
+            actions=[action(T0 + 90, "restart", "m1", "ok", text="checks critical")],
+            pages=[PageRecord(T0 + 1, "slack", "opened", "SEV-2", "Investigating", "sent")])
         rows = parse_report(text)["timeline"]
         assert [(r["time"], r["kind"]) for r in rows] == [
             ("12:00:05", "entry"), ("12:00:06", "page"), ("12:01:05", "entry"),
@@ -267,10 +268,55 @@ class TestWriteReport:
             await report_text(store, "INC-19990101-000000", settings=settings, now=T0)
 
 
-class TestPageRecord:
-    """Pages given as records render like mappings."""
+class TestActionsAndPages:
+    """Actions come from the store's records, linked to the entries that name them; pages
+    from the outbox's rows."""
 
-    def test_record(self, settings: Settings) -> None:
+    def _with_rollback(self, settings: Settings) -> tuple[Incident, list]:
+        """The story with a rollback (action 7) started at +20 s and ended at +200 s, both
+        recorded in the timeline, and an unrecorded restart (action 8) at +30 s."""
+        base = run_story(settings).incident
+        started = TimelineEntry(T0 + 20, Event.MITIGATING, State.MITIGATING, Severity.SEV2,
+                                notes=("started: roll back v3 -> v2",), action_id=7,
+                                detail={"starting": "rollback"})
+        ended = TimelineEntry(T0 + 200, Event.NOTE, State.MITIGATING, Severity.SEV1,
+                              notes=("rollback of hotdash-api ok: 3 machines on v2",),
+                              action_id=7, detail={"action": "rollback"})
+        timeline = sorted((*base.timeline, started, ended), key=lambda e: e.at)
+        inc = dataclasses.replace(base, timeline=tuple(timeline))
+        acts = [action(T0 + 20, "rollback", APP, "ok", id=7, ended_at=T0 + 200,
+                       text="roll back v3 -> v2"),
+                action(T0 + 30, "restart", "m1", "failed", id=8, text="checks critical")]
+        return inc, acts
+
+    def test_an_action_in_the_timeline_is_not_listed_twice(self, settings: Settings) -> None:
+        """The rollback's entries are its rows; the restart no entry names gets its own."""
+        inc, acts = self._with_rollback(settings)
+        text = render_report(inc, samples=[], diagnostics_dir=None, settings=settings,
+                             now=T0, actions=acts)
+        rows = parse_report(text)["timeline"]
+        assert [r["text"] for r in rows if r["kind"] == "action"] == [
+            "restart m1 (failed): checks critical"]
+        assert [r["reasons"] for r in rows if r["kind"] == "entry"
+                and r["event"] in ("mitigating", "note")] == [
+            ["started: roll back v3 -> v2"], ["rollback of hotdash-api ok: 3 machines on v2"]]
+
+    def test_resolution_lists_each_mitigation_once_with_how_it_ended(
+        self, settings: Settings
+    ) -> None:
+        """Each ended step once, in time order, with the timeline's word on its end."""
+        inc, acts = self._with_rollback(settings)
+        text = render_report(inc, samples=[], diagnostics_dir=None, settings=settings,
+                             now=T0, actions=[*acts, action(T0 + 40, "page", APP, "ok", id=9)])
+        section = text.split("## Resolution")[1].split("## ")[0]
+        assert [line for line in section.splitlines() if line[:1].isdigit()] == [
+            "1. 12:00:25 UTC: rollback hotdash-api (ok) (rollback of hotdash-api ok: "
+            "3 machines on v2)",
+            "2. 12:00:35 UTC: restart m1 (failed) (checks critical)",
+        ]
+        assert "Mitigation that worked: rollback hotdash-api (ok) at 12:00:25 UTC" in text
+
+    def test_page_record(self, settings: Settings) -> None:
         """A PageRecord becomes a Page row."""
         story = run_story(settings)
         text = render_report(story.incident, samples=[], diagnostics_dir=None,
@@ -279,3 +325,19 @@ class TestPageRecord:
         rows = [r for r in parse_report(text)["timeline"] if r["kind"] == "page"]
         assert rows == [{"time": "12:00:07", "kind": "page",
                          "text": "SEV-2 (opened) via pagerduty"}]
+
+    @pytest.mark.parametrize(("sent_at", "state", "at", "outcome"), [
+        (T0 + 3, PageState.SENT, T0 + 3, "sent"),
+        (None, PageState.PENDING, T0, "pending"),
+        (None, PageState.HANDED_OVER, T0, "handed_over"),
+    ])
+    def test_from_an_outbox_row(self, sent_at: float | None, state: PageState, at: float,
+                                outcome: str) -> None:
+        """A row shows when it was sent (queued, while not sent), the page's STATUS and how
+        delivery stands."""
+        row = OutboxRow(id=1, key="k", channel="slack", incident_id="INC-1", event="opened",
+                        severity="SEV-1", page={"status": "Investigating"}, state=state,
+                        attempts=1, next_attempt_at=T0, created_at=T0, sent_at=sent_at,
+                        last_error=None)
+        assert page_record(row) == PageRecord(at, "slack", "opened", "SEV-1", "Investigating",
+                                              outcome)

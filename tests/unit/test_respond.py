@@ -6,8 +6,10 @@ import dataclasses
 import functools
 
 from hotdash_watch.config import Settings
+from hotdash_watch.model.action import ActionKind, ActionRecord, Outcome
 from hotdash_watch.model.incident import Event, Incident, State, TimelineEntry
 from hotdash_watch.model.severity import Severity
+from hotdash_watch.records.findings import describe
 from hotdash_watch.respond import PagePlan, _taken_so_far, pages_for, update_due
 from tests.support.factories import settings
 
@@ -80,24 +82,30 @@ class TestWatcherNotice:
         assert "no mitigation" in up.body and up.key != down.key
 
 
+def _action(kind: ActionKind, at: float, outcome: Outcome, ended_at: float | None = None
+            ) -> ActionRecord:
+    return ActionRecord(id=1, app="svc", incident_id="INC-X", kind=kind, target="app",
+                        reason="errors_after_release", text="roll back", outcome=outcome,
+                        at=at, ended_at=ended_at)
+
+
 class TestActionTakenSoFar:
-    def _timeline(self) -> Incident:
-        inc = _incident(Severity.SEV2, Event.OPENED)
-        start = TimelineEntry(at=T0 + 10, event=Event.MITIGATING, state=State.MITIGATING,
-                              severity=Severity.SEV2, notes=("started: roll back",),
-                              detail={"starting": "rollback", "target": "app"})
-        end = TimelineEntry(at=T0 + 90, event=Event.NOTE, state=State.MITIGATING,
-                            severity=Severity.SEV2, notes=("rollback of app ok",),
-                            detail={"action": "rollback", "target": "app", "outcome": "ok",
-                                    "started_at": T0 + 10})
-        return dataclasses.replace(inc, timeline=(*inc.timeline, start, end))
+    """The journal's "Action Taken:" at a severity change, from the store's action records."""
+
+    ROLLBACK = _action(ActionKind.ROLLBACK, T0 + 10, Outcome.OK, ended_at=T0 + 90)
 
     def test_a_running_action_is_in_progress(self):
         """A severity change during a rollback says the rollback is in progress."""
-        acts = _taken_so_far(self._timeline(), T0 + 50)
-        assert [a.describe() for a in acts] == ["rollback app (in progress)"]
+        acts = _taken_so_far([self.ROLLBACK], T0 + 50)
+        assert [describe(a) for a in acts] == ["rollback app (in progress)"]
 
     def test_an_ended_action_is_listed_once_with_its_outcome(self):
         """After it ended, the same rollback appears once, with its outcome."""
-        acts = _taken_so_far(self._timeline(), T0 + 100)
-        assert [a.describe() for a in acts] == ["rollback app (ok)"]
+        acts = _taken_so_far([self.ROLLBACK], T0 + 100)
+        assert [describe(a) for a in acts] == ["rollback app (ok)"]
+
+    def test_later_and_page_only_steps_are_left_out(self):
+        """A step started after the change, and a page (no Fly call), are not listed."""
+        acts = _taken_so_far([self.ROLLBACK, _action(ActionKind.PAGE, T0 + 5, Outcome.OK, T0 + 5),
+                              _action(ActionKind.RESTART, T0 + 120, Outcome.STARTED)], T0 + 100)
+        assert [describe(a) for a in acts] == ["rollback app (ok)"]
