@@ -21,7 +21,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from hotdash_watch import logs, virtual_time
+from hotdash_watch import log_output as logs
+from hotdash_watch import virtual_time
 from hotdash_watch.daemon import Daemon, run_until_signalled
 from hotdash_watch.sim.app import SimServer
 from hotdash_watch.sim.runner import PageReceiver, settings_for
